@@ -1,0 +1,3 @@
+#include "config.h"
+
+#include "fl-event-codec.h"

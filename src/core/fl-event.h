@@ -1,0 +1,57 @@
+/* fl-event.h: one event, as devices send it and the relay stores it.
+ *
+ * An FlEvent is immutable once normalised, except for the two fields the
+ * store assigns (seq and receivedAt), and is shared by reference between
+ * threads.
+ */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+#define FL_TYPE_EVENT (fl_event_get_type ())
+
+typedef struct _FlEvent FlEvent;
+
+GType        fl_event_get_type        (void) G_GNUC_CONST;
+
+FlEvent     *fl_event_new             (const char *id,
+                                       gint64      timestamp,
+                                       const char *source,
+                                       const char *event_type,
+                                       JsonObject *data,
+                                       JsonObject *metadata);
+FlEvent     *fl_event_ref             (FlEvent    *self);
+void         fl_event_unref           (FlEvent    *self);
+
+const char  *fl_event_get_id          (const FlEvent *self);
+gint64       fl_event_get_timestamp   (const FlEvent *self);
+const char  *fl_event_get_source      (const FlEvent *self);
+const char  *fl_event_get_event_type  (const FlEvent *self);
+JsonObject  *fl_event_get_data        (const FlEvent *self);
+JsonObject  *fl_event_get_metadata    (const FlEvent *self);
+gint64       fl_event_get_seq         (const FlEvent *self);
+gint64       fl_event_get_received_at (const FlEvent *self);
+
+/* Set by the store when it accepts the event; seq 0 means "not stored". */
+void         fl_event_set_seq         (FlEvent    *self,
+                                       gint64      seq);
+void         fl_event_set_received_at (FlEvent    *self,
+                                       gint64      received_at);
+
+/* The normalised JSON text of the event, including seq and receivedAt
+ * when set.  Built on first use and cached; call it again after changing
+ * seq or receivedAt only through the setters (they drop the cache). */
+const char  *fl_event_get_json        (FlEvent    *self);
+gsize        fl_event_get_json_length (FlEvent    *self);
+JsonNode    *fl_event_to_json_node    (const FlEvent *self);
+
+/* A numeric field of data, for charts and alert rules. */
+gboolean     fl_event_get_metric      (const FlEvent *self,
+                                       const char    *name,
+                                       double        *value);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FlEvent, fl_event_unref)
+
+G_END_DECLS
