@@ -47,7 +47,8 @@ typedef struct {
 
 /* Parses a request body holding one event, a JSON array of events, or
  * NDJSON (one event per line).  Returns an array of FlEventParseItem, one
- * per element in order (free with g_array_unref); each element is
+ * per element in order (g_array_unref frees the events and errors
+ * too); each element is
  * validated on its own, so good events survive bad neighbours.  Fails as
  * a whole only when the body is not JSON or not one of those shapes. */
 GArray     *fl_event_parse_batch    (const char                *body,
