@@ -1,7 +1,247 @@
+/* main.c: fieldline-relay's command line. */
+#define G_LOG_DOMAIN "fieldline-relay"
+
 #include "config.h"
 
-int
-main (int argc, char **argv)
+#include <errno.h>
+#include <glib-unix.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "fl-relay.h"
+#include "fl-user-pool.h"
+
+static char *opt_listen;
+static char *opt_data_dir;
+static char *opt_tls_cert;
+static char *opt_tls_key;
+static char *opt_email;
+static char *opt_group;
+static gint64 opt_max_body;
+static gint64 opt_max_event;
+static gboolean opt_version;
+
+static const GOptionEntry entries[] = {
+  { "listen", 'l', 0, G_OPTION_ARG_STRING, &opt_listen, "Address to serve on (default 127.0.0.1:8080; port 0 picks a free one)", "HOST:PORT" },
+  { "data-dir", 'd', 0, G_OPTION_ARG_FILENAME, &opt_data_dir, "Where the store, users and keys live (default $XDG_DATA_HOME/fieldline-relay)", "DIR" },
+  { "tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &opt_tls_cert, "Serve HTTPS and WSS with this PEM certificate", "FILE" },
+  { "tls-key", 0, 0, G_OPTION_ARG_FILENAME, &opt_tls_key, "The PEM private key of --tls-cert", "FILE" },
+  { "max-body-size", 0, 0, G_OPTION_ARG_INT64, &opt_max_body, "Largest request body in bytes (default 1 MiB)", "BYTES" },
+  { "max-event-size", 0, 0, G_OPTION_ARG_INT64, &opt_max_event, "Largest event in bytes (default 64 KiB)", "BYTES" },
+  { "email", 0, 0, G_OPTION_ARG_STRING, &opt_email, "users add: the user's email address", "EMAIL" },
+  { "group", 0, 0, G_OPTION_ARG_STRING, &opt_group, "users add: admin, operator or viewer (default viewer)", "GROUP" },
+  { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL },
+  { NULL }
+};
+
+static const char description[] =
+  "Commands:\n"
+  "  (none)                 Serve the Fieldline API until SIGINT or SIGTERM\n"
+  "  users add NAME         Add an operator; the password is read from stdin\n"
+  "\n"
+  "On start the relay prints “listening on URL”, “user pool: ID” and\n"
+  "“app client: ID”, one per line.\n";
+
+static char *
+read_password (GError **error)
 {
+  char buf[1024];
+  gsize len;
+
+  if (fgets (buf, sizeof buf, stdin) == NULL)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "Give the password on standard input");
+      return NULL;
+    }
+
+  len = strlen (buf);
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    buf[--len] = '\0';
+
+  return g_strdup (buf);
+}
+
+static int
+users_add (const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FlUserPool) pool = NULL;
+  g_autofree char *password = NULL;
+  FlRole role = FL_ROLE_VIEWER;
+
+  if (opt_group != NULL && !fl_role_from_string (opt_group, &role))
+    {
+      g_printerr ("fieldline-relay: --group must be admin, operator or viewer\n");
+      return 2;
+    }
+
+  if (g_mkdir_with_parents (opt_data_dir, 0700) != 0)
+    {
+      g_printerr ("fieldline-relay: cannot create %s: %s\n", opt_data_dir, g_strerror (errno));
+      return 1;
+    }
+
+  password = read_password (&error);
+  if (password == NULL ||
+      (pool = fl_user_pool_open (opt_data_dir, &error)) == NULL ||
+      !fl_user_pool_add_user (pool, name, opt_email, password, role, &error))
+    {
+      g_printerr ("fieldline-relay: %s\n", error->message);
+      return 1;
+    }
+
+  g_print ("added user %s (%s)\n", name, fl_role_to_string (role));
   return 0;
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  FlRelay   *relay;
+  int        status;
+} Run;
+
+static void
+shutdown_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Run *run = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!fl_relay_shutdown_finish (FL_RELAY (source), result, &error))
+    {
+      g_printerr ("fieldline-relay: %s\n", error->message);
+      run->status = 1;
+    }
+  g_main_loop_quit (run->loop);
+}
+
+static gboolean
+signal_cb (gpointer user_data)
+{
+  Run *run = user_data;
+
+  g_message ("Shutting down: draining requests in flight");
+  fl_relay_shutdown_async (run->relay, NULL, shutdown_cb, run);
+
+  return G_SOURCE_CONTINUE;
+}
+
+/* Every device connection is a socket: take what the system allows. */
+static void
+raise_fd_limit (void)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max)
+    {
+      limit.rlim_cur = limit.rlim_max;
+      setrlimit (RLIMIT_NOFILE, &limit);
+    }
+}
+
+static int
+serve (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr (FlRelay) relay = NULL;
+  FlRelayOptions options = {
+    .data_dir = opt_data_dir,
+    .listen = opt_listen ? opt_listen : "127.0.0.1:8080",
+    .tls_cert_file = opt_tls_cert,
+    .tls_key_file = opt_tls_key,
+    .max_body_size = opt_max_body > 0 ? opt_max_body : 0,
+    .max_event_size = opt_max_event > 0 ? opt_max_event : 0,
+  };
+  Run run = { loop, NULL, 0 };
+  guint sigint, sigterm;
+
+  raise_fd_limit ();
+  signal (SIGPIPE, SIG_IGN);
+
+  relay = fl_relay_new (&options, &error);
+  if (relay == NULL)
+    {
+      g_printerr ("fieldline-relay: %s\n", error->message);
+      return 1;
+    }
+  run.relay = relay;
+
+  g_print ("listening on %s\n", fl_relay_get_url (relay));
+  g_print ("user pool: %s\n", fl_relay_get_pool_id (relay));
+  g_print ("app client: %s\n", fl_relay_get_client_id (relay));
+  fflush (stdout);
+
+  sigint = g_unix_signal_add (SIGINT, signal_cb, &run);
+  sigterm = g_unix_signal_add (SIGTERM, signal_cb, &run);
+
+  g_main_loop_run (loop);
+
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+
+  return run.status;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  int status;
+
+  setlocale (LC_ALL, "");
+
+  context = g_option_context_new ("[users add NAME]");
+  g_option_context_set_summary (context, "The Fieldline relay: device ingest, store, live stream and sign-in for a lab.");
+  g_option_context_set_description (context, description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("fieldline-relay: %s\nTry --help.\n", error->message);
+      return 2;
+    }
+
+  if (opt_version)
+    {
+      g_print ("fieldline-relay %s\n", PACKAGE_VERSION);
+      return 0;
+    }
+
+  if (opt_data_dir == NULL)
+    opt_data_dir = g_build_filename (g_get_user_data_dir (), "fieldline-relay", NULL);
+
+  if (argc >= 2 && g_str_equal (argv[1], "users"))
+    {
+      if (argc == 4 && g_str_equal (argv[2], "add"))
+        status = users_add (argv[3]);
+      else
+        {
+          g_printerr ("fieldline-relay: usage: fieldline-relay [--data-dir DIR] users add NAME --email EMAIL --group admin|operator|viewer\n");
+          status = 2;
+        }
+    }
+  else if (argc > 1)
+    {
+      g_printerr ("fieldline-relay: unknown command “%s”. Try --help.\n", argv[1]);
+      status = 2;
+    }
+  else
+    status = serve ();
+
+  g_clear_pointer (&opt_listen, g_free);
+  g_clear_pointer (&opt_data_dir, g_free);
+  g_clear_pointer (&opt_tls_cert, g_free);
+  g_clear_pointer (&opt_tls_key, g_free);
+  g_clear_pointer (&opt_email, g_free);
+  g_clear_pointer (&opt_group, g_free);
+
+  return status;
 }

@@ -1,0 +1,83 @@
+/* fl-relay-private.h: what the relay's route files share. */
+#pragma once
+
+#include <libsoup/soup.h>
+
+#include "fieldline-core.h"
+#include "fl-http.h"
+#include "fl-hub.h"
+#include "fl-ingest.h"
+#include "fl-metrics.h"
+#include "fl-registry.h"
+#include "fl-relay.h"
+#include "fl-user-pool.h"
+
+G_BEGIN_DECLS
+
+struct _FlRelay
+{
+  GObject      parent_instance;
+
+  SoupServer  *server;
+  FlStore     *store;
+  FlUserPool  *pool;
+  FlRegistry  *registry;
+  FlHub       *hub;
+  FlIngest    *ingest;
+  FlMetrics   *metrics;
+  GPtrArray   *device_sessions;  /* FlDeviceSession, owned */
+  GHashTable  *connections;      /* GSocket -> ConnectionWatch */
+
+  char        *url;
+  char        *data_dir;
+  gsize        max_body_size;
+  gsize        max_event_size;
+  guint        tick_source;
+  gint64       started_at;
+  gboolean     shutting_down;
+  GTask       *shutdown_task;
+};
+
+/* A request whose reply comes later (after a store query or commit).
+ * The message is paused until fl_request_reply*() unpauses it. */
+typedef struct
+{
+  FlRelay           *relay;
+  SoupServerMessage *msg;
+  GHashTable        *query;
+  char              *device_id;
+} FlRequest;
+
+FlRequest   *_fl_request_new          (FlRelay           *relay,
+                                       SoupServerMessage *msg,
+                                       GHashTable        *query);
+void         _fl_request_reply        (FlRequest *request,
+                                       guint      status,
+                                       GString   *json);
+void         _fl_request_fail         (FlRequest *request,
+                                       GError    *error);
+
+/* The operator behind the request's bearer token, if their role is at
+ * least min_role. */
+FlPrincipal *_fl_relay_authorize      (FlRelay           *self,
+                                       SoupServerMessage *msg,
+                                       GHashTable        *query,
+                                       FlRole             min_role,
+                                       GError           **error);
+
+/* Route handlers (fl-relay-routes.c). */
+void         _fl_relay_route          (FlRelay           *self,
+                                       SoupServerMessage *msg,
+                                       const char        *path,
+                                       GHashTable        *query);
+
+/* The device WebSocket (fl-device-session.c). */
+void         _fl_device_session_start (FlRelay                 *self,
+                                       SoupWebsocketConnection *connection,
+                                       FlDevice                *device);
+/* Closes the session and drops it; the GDestroyNotify of
+ * relay->device_sessions. */
+void         _fl_device_session_close (gpointer                 session);
+FlDevice    *_fl_device_session_get_device (gpointer            session);
+
+G_END_DECLS
