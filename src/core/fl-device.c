@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fl-device.h"
+#include "fl-event.h"
 #include "fl-event-codec.h"
 
 #define MAX_TEXT_LENGTH   128
@@ -302,12 +303,20 @@ fl_device_set_secret_hash (FlDevice   *self,
 
 /* ---- events ----------------------------------------------------------- */
 
-static gboolean
-get_number (JsonObject *data,
-            const char *name,
-            double     *value)
+/* The well-known fields come from a JsonObject (a client's view) or an
+ * event's fields (the relay's hot path): one rule set for both. */
+typedef struct
 {
-  JsonNode *node = json_object_get_member (data, name);
+  gboolean    (*number) (gconstpointer source, const char *name, double *value);
+  const char *(*text)   (gconstpointer source, const char *name);
+} FieldSource;
+
+static gboolean
+object_number (gconstpointer source,
+               const char   *name,
+               double       *value)
+{
+  JsonNode *node = json_object_get_member ((JsonObject *) source, name);
 
   if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
     return FALSE;
@@ -325,19 +334,41 @@ get_number (JsonObject *data,
     }
 }
 
-static gboolean
-set_text_from_data (char      **field,
-                    JsonObject *data,
-                    const char *name)
+static const char *
+object_text (gconstpointer source,
+             const char   *name)
 {
-  JsonNode *node = json_object_get_member (data, name);
-  const char *value;
+  JsonNode *node = json_object_get_member ((JsonObject *) source, name);
 
   if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    return FALSE;
+    return NULL;
 
-  value = json_node_get_string (node);
-  if (*value == '\0' || strlen (value) > MAX_TEXT_LENGTH || g_strcmp0 (*field, value) == 0)
+  return json_node_get_string (node);
+}
+
+static gboolean
+event_number (gconstpointer source,
+              const char   *name,
+              double       *value)
+{
+  return fl_event_get_metric (source, name, value) && isfinite (*value);
+}
+
+static const char *
+event_text (gconstpointer source,
+            const char   *name)
+{
+  return fl_event_get_text (source, name);
+}
+
+static const FieldSource object_fields = { object_number, object_text };
+static const FieldSource event_fields = { event_number, event_text };
+
+static gboolean
+set_text (char       **field,
+          const char  *value)
+{
+  if (value == NULL || *value == '\0' || strlen (value) > MAX_TEXT_LENGTH || g_strcmp0 (*field, value) == 0)
     return FALSE;
 
   g_free (*field);
@@ -357,47 +388,70 @@ set_double (double *field,
   return TRUE;
 }
 
-gboolean
-fl_device_apply_event_data (FlDevice   *self,
-                            JsonObject *data,
-                            gint64      ts)
+static gboolean
+apply_fields (FlDevice          *self,
+              const FieldSource *fields,
+              gconstpointer      source,
+              gint64             ts)
 {
   gboolean changed = FALSE;
   double value, lat, lon;
 
-  g_return_val_if_fail (FL_IS_DEVICE (self), FALSE);
-
   if (ts > self->last_seen)
     self->last_seen = ts;
 
-  if (data == NULL)
-    return FALSE;
-
-  if (get_number (data, "battery", &value) && value >= 0 && value <= 100)
+  if (fields->number (source, "battery", &value) && value >= 0 && value <= 100)
     changed |= set_double (&self->battery, value);
 
-  if (get_number (data, "rssi", &value) && value >= -200 && value <= 0)
+  if (fields->number (source, "rssi", &value) && value >= -200 && value <= 0)
     changed |= set_double (&self->rssi, value);
-  else if (get_number (data, "signal", &value) && value >= 0 && value <= 100)
+  else if (fields->number (source, "signal", &value) && value >= 0 && value <= 100)
     /* signal in percent: 0 % is -100 dBm, 100 % is -50 dBm */
     changed |= set_double (&self->rssi, -100.0 + value / 2.0);
 
-  if (get_number (data, "lat", &lat) && get_number (data, "lon", &lon) &&
+  if (fields->number (source, "lat", &lat) && fields->number (source, "lon", &lon) &&
       lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180)
     {
       changed |= !self->has_location;
       self->has_location = TRUE;
       changed |= set_double (&self->lat, lat);
       changed |= set_double (&self->lon, lon);
-      if (get_number (data, "alt", &value))
+      if (fields->number (source, "alt", &value))
         changed |= set_double (&self->alt, value);
     }
 
-  changed |= set_text_from_data (&self->firmware, data, "firmware");
-  changed |= set_text_from_data (&self->model, data, "model");
-  changed |= set_text_from_data (&self->manufacturer, data, "manufacturer");
+  changed |= set_text (&self->firmware, fields->text (source, "firmware"));
+  changed |= set_text (&self->model, fields->text (source, "model"));
+  changed |= set_text (&self->manufacturer, fields->text (source, "manufacturer"));
 
   return changed;
+}
+
+gboolean
+fl_device_apply_event_data (FlDevice   *self,
+                            JsonObject *data,
+                            gint64      ts)
+{
+  g_return_val_if_fail (FL_IS_DEVICE (self), FALSE);
+
+  if (data == NULL)
+    {
+      if (ts > self->last_seen)
+        self->last_seen = ts;
+      return FALSE;
+    }
+
+  return apply_fields (self, &object_fields, data, ts);
+}
+
+gboolean
+fl_device_apply_event (FlDevice      *self,
+                       const FlEvent *event,
+                       gint64         ts)
+{
+  g_return_val_if_fail (FL_IS_DEVICE (self), FALSE);
+
+  return apply_fields (self, &event_fields, event, ts);
 }
 
 /* ---- validation of registration and update bodies -------------------- */

@@ -3,6 +3,8 @@
 
 #include <json-glib/json-glib.h>
 
+#include "fl-event.h"
+
 G_BEGIN_DECLS
 
 typedef enum {
@@ -66,6 +68,11 @@ void            fl_device_set_secret_hash       (FlDevice   *self,
 gboolean        fl_device_apply_event_data      (FlDevice   *self,
                                                  JsonObject *data,
                                                  gint64      ts);
+
+/* The same, from an event's data fields (no JsonObject needed). */
+gboolean        fl_device_apply_event           (FlDevice      *self,
+                                                 const FlEvent *event,
+                                                 gint64         ts);
 
 /* Applies the fields of a registration (POST /devices) or an update (PUT)
  * body after validating all of them; on error nothing changes. */

@@ -1,7 +1,14 @@
-/* fl-event.c: one event, as devices send it and the relay stores it. */
+/* fl-event.c: one event, as devices send it and the relay stores it.
+ *
+ * An event keeps the text of its data and metadata, and the scalar
+ * members of data as fields, all in the same allocation as the event:
+ * ingest builds one at memory speed and the store and the live stream
+ * splice its text.  JsonObjects are made only when someone asks. */
 #define G_LOG_DOMAIN "fl-event"
 
 #include "config.h"
+
+#include <string.h>
 
 #include "fl-event.h"
 #include "fl-event-codec.h"
@@ -9,23 +16,99 @@
 struct _FlEvent
 {
   gatomicrefcount  ref_count;
-  char            *id;
-  char            *source;
-  char            *event_type;
-  JsonObject      *data;
-  JsonObject      *metadata;
+  const char      *id;
+  const char      *source;
+  const char      *event_type;
+  const char      *data_json;
+  const char      *metadata_json;  /* or NULL */
+  gsize            data_len;
+  FlEventField    *fields;
+  guint            n_fields;
   gint64           timestamp;
   gint64           seq;
   gint64           received_at;
-  GString         *json; /* cached normalised text, or NULL */
+  JsonObject      *data;           /* parsed on demand */
+  JsonObject      *metadata;
+  GString         *json;           /* cached normalised text, or NULL */
+  char             strings[];      /* every string above lives here */
 };
 
 G_DEFINE_BOXED_TYPE (FlEvent, fl_event, fl_event_ref, fl_event_unref)
 
+FlEvent *
+_fl_event_new_from_parts (const char         *id,
+                          gint64              timestamp,
+                          const char         *source,
+                          const char         *event_type,
+                          const char         *data_json,
+                          gsize               data_len,
+                          const char         *metadata_json,
+                          gsize               metadata_len,
+                          const FlEventField *fields,
+                          guint               n_fields)
+{
+  gsize id_len = strlen (id) + 1;
+  gsize source_len = strlen (source) + 1;
+  gsize type_len = strlen (event_type) + 1;
+  gsize size = id_len + source_len + type_len + data_len + 1 + (metadata_json ? metadata_len + 1 : 0);
+  gsize fields_offset;
+  FlEvent *self;
+  char *p;
+
+  for (guint i = 0; i < n_fields; i++)
+    size += strlen (fields[i].name) + 1 + (fields[i].text ? strlen (fields[i].text) + 1 : 0);
+
+  /* the struct, the strings, then the (aligned) field array */
+  fields_offset = sizeof (FlEvent) + size;
+  fields_offset = (fields_offset + G_ALIGNOF (FlEventField) - 1) & ~(gsize) (G_ALIGNOF (FlEventField) - 1);
+  self = g_malloc0 (fields_offset + n_fields * sizeof (FlEventField));
+
+  g_atomic_ref_count_init (&self->ref_count);
+  self->timestamp = timestamp;
+  p = self->strings;
+
+#define COPY(dst, src, len) G_STMT_START { dst = p; memcpy (p, src, len); p[len] = '\0'; p += len + 1; } G_STMT_END
+  COPY (self->id, id, id_len - 1);
+  COPY (self->source, source, source_len - 1);
+  COPY (self->event_type, event_type, type_len - 1);
+  COPY (self->data_json, data_json, data_len);
+  self->data_len = data_len;
+  if (metadata_json != NULL)
+    COPY (self->metadata_json, metadata_json, metadata_len);
+
+  self->fields = (FlEventField *) ((char *) self + fields_offset);
+  self->n_fields = n_fields;
+  for (guint i = 0; i < n_fields; i++)
+    {
+      COPY (self->fields[i].name, fields[i].name, strlen (fields[i].name));
+      if (fields[i].text != NULL)
+        COPY (self->fields[i].text, fields[i].text, strlen (fields[i].text));
+      self->fields[i].number = fields[i].number;
+    }
+#undef COPY
+
+  return self;
+}
+
+static JsonObject *
+parse_object (const char *text)
+{
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+
+  if (text == NULL || !json_parser_load_from_data (parser, text, -1, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return NULL;
+
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
 /**
  * fl_event_new:
- * @data: (nullable): taken by reference; NULL means an empty object
- * @metadata: (nullable): taken by reference
+ * @data: (nullable): NULL means an empty object
+ * @metadata: (nullable):
+ *
+ * Builds an event from JSON objects, e.g. in a device or a test.  The
+ * values are not validated; events from outside go through the codec.
  *
  * Returns: (transfer full): a new event with seq 0
  */
@@ -37,22 +120,64 @@ fl_event_new (const char *id,
               JsonObject *data,
               JsonObject *metadata)
 {
-  FlEvent *self;
+  g_autoptr (GArray) fields = g_array_new (FALSE, FALSE, sizeof (FlEventField));
+  g_autoptr (JsonNode) data_node = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char *data_json = NULL;
+  g_autofree char *metadata_json = NULL;
+  gsize data_len = 0, metadata_len = 0;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *member;
 
   g_return_val_if_fail (id != NULL, NULL);
   g_return_val_if_fail (source != NULL, NULL);
   g_return_val_if_fail (event_type != NULL, NULL);
 
-  self = g_new0 (FlEvent, 1);
-  g_atomic_ref_count_init (&self->ref_count);
-  self->id = g_strdup (id);
-  self->timestamp = timestamp;
-  self->source = g_strdup (source);
-  self->event_type = g_strdup (event_type);
-  self->data = data ? json_object_ref (data) : json_object_new ();
-  self->metadata = metadata ? json_object_ref (metadata) : NULL;
+  if (data != NULL)
+    {
+      json_node_set_object (data_node, data);
+      json_object_iter_init_ordered (&iter, data);
+      while (json_object_iter_next_ordered (&iter, &name, &member))
+        {
+          FlEventField field = { .name = name };
 
-  return self;
+          if (!JSON_NODE_HOLDS_VALUE (member))
+            continue;
+          switch (json_node_get_value_type (member))
+            {
+            case G_TYPE_INT64:
+              field.number = json_node_get_int (member);
+              break;
+            case G_TYPE_DOUBLE:
+              field.number = json_node_get_double (member);
+              break;
+            case G_TYPE_STRING:
+              field.text = json_node_get_string (member);
+              break;
+            default:
+              continue;
+            }
+          g_array_append_val (fields, field);
+        }
+      data_json = fl_json_to_string (data_node, &data_len);
+    }
+  else
+    {
+      data_json = g_strdup ("{}");
+      data_len = 2;
+    }
+
+  if (metadata != NULL)
+    {
+      g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+
+      json_node_set_object (node, metadata);
+      metadata_json = fl_json_to_string (node, &metadata_len);
+    }
+
+  return _fl_event_new_from_parts (id, timestamp, source, event_type, data_json, data_len,
+                                   metadata_json, metadata_len,
+                                   (FlEventField *) (void *) fields->data, fields->len);
 }
 
 FlEvent *
@@ -73,10 +198,7 @@ fl_event_unref (FlEvent *self)
   if (!g_atomic_ref_count_dec (&self->ref_count))
     return;
 
-  g_free (self->id);
-  g_free (self->source);
-  g_free (self->event_type);
-  json_object_unref (self->data);
+  g_clear_pointer (&self->data, json_object_unref);
   g_clear_pointer (&self->metadata, json_object_unref);
   if (self->json != NULL)
     g_string_free (self->json, TRUE);
@@ -107,6 +229,44 @@ fl_event_get_event_type (const FlEvent *self)
   return self->event_type;
 }
 
+const char *
+fl_event_get_data_json (const FlEvent *self,
+                        gsize         *length)
+{
+  if (length != NULL)
+    *length = self->data_len;
+
+  return self->data_json;
+}
+
+const char *
+fl_event_get_metadata_json (const FlEvent *self)
+{
+  return self->metadata_json;
+}
+
+/* Parses text once, even when threads race for it. */
+static JsonObject *
+get_parsed (JsonObject **slot,
+            const char  *text)
+{
+  JsonObject *object = g_atomic_pointer_get (slot);
+
+  if (object == NULL && text != NULL)
+    {
+      object = parse_object (text);
+      if (object == NULL)
+        return NULL;
+      if (!g_atomic_pointer_compare_and_exchange (slot, NULL, object))
+        {
+          json_object_unref (object);
+          object = g_atomic_pointer_get (slot);
+        }
+    }
+
+  return object;
+}
+
 /**
  * fl_event_get_data:
  *
@@ -115,7 +275,8 @@ fl_event_get_event_type (const FlEvent *self)
 JsonObject *
 fl_event_get_data (const FlEvent *self)
 {
-  return self->data;
+  /* a cache: the event stays logically const */
+  return get_parsed (&((FlEvent *) self)->data, self->data_json);
 }
 
 /**
@@ -126,7 +287,51 @@ fl_event_get_data (const FlEvent *self)
 JsonObject *
 fl_event_get_metadata (const FlEvent *self)
 {
-  return self->metadata;
+  return get_parsed (&((FlEvent *) self)->metadata, self->metadata_json);
+}
+
+guint
+fl_event_get_n_fields (const FlEvent *self)
+{
+  return self->n_fields;
+}
+
+const FlEventField *
+fl_event_get_field (const FlEvent *self,
+                    guint          index)
+{
+  g_return_val_if_fail (index < self->n_fields, NULL);
+
+  return &self->fields[index];
+}
+
+gboolean
+fl_event_get_metric (const FlEvent *self,
+                     const char    *name,
+                     double        *value)
+{
+  /* the last member of a name wins, as in a parsed object */
+  for (guint i = self->n_fields; i > 0; i--)
+    if (strcmp (self->fields[i - 1].name, name) == 0)
+      {
+        if (self->fields[i - 1].text != NULL)
+          return FALSE;
+        *value = self->fields[i - 1].number;
+        return TRUE;
+      }
+
+  return FALSE;
+}
+
+const char *
+fl_event_get_text (const FlEvent *self,
+                   const char    *name)
+{
+  for (guint i = self->n_fields; i > 0; i--)
+    if (strcmp (self->fields[i - 1].name, name) == 0)
+      return self->fields[i - 1].text;
+
+  return NULL;
 }
 
 gint64
@@ -174,22 +379,9 @@ fl_event_set_received_at (FlEvent *self,
 }
 
 static void
-append_object (GString    *out,
-               JsonObject *object)
-{
-  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *text = NULL;
-  gsize len = 0;
-
-  json_node_set_object (node, object);
-  text = fl_json_to_string (node, &len);
-  g_string_append_len (out, text, len);
-}
-
-static void
 fl_event_build_json (FlEvent *self)
 {
-  GString *out = g_string_sized_new (256);
+  GString *out = g_string_sized_new (128 + self->data_len);
 
   g_string_append (out, "{\"id\":");
   fl_json_append_string (out, self->id);
@@ -198,11 +390,11 @@ fl_event_build_json (FlEvent *self)
   g_string_append (out, ",\"type\":");
   fl_json_append_string (out, self->event_type);
   g_string_append (out, ",\"data\":");
-  append_object (out, self->data);
-  if (self->metadata != NULL)
+  g_string_append_len (out, self->data_json, self->data_len);
+  if (self->metadata_json != NULL)
     {
       g_string_append (out, ",\"metadata\":");
-      append_object (out, self->metadata);
+      g_string_append (out, self->metadata_json);
     }
   if (self->seq > 0)
     g_string_append_printf (out, ",\"seq\":%" G_GINT64_FORMAT, self->seq);
@@ -249,14 +441,16 @@ fl_event_to_json_node (const FlEvent *self)
 {
   JsonObject *object = json_object_new ();
   JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+  JsonObject *data = fl_event_get_data (self);
+  JsonObject *metadata = fl_event_get_metadata (self);
 
   json_object_set_string_member (object, "id", self->id);
   json_object_set_int_member (object, "timestamp", self->timestamp);
   json_object_set_string_member (object, "source", self->source);
   json_object_set_string_member (object, "type", self->event_type);
-  json_object_set_object_member (object, "data", json_object_ref (self->data));
-  if (self->metadata != NULL)
-    json_object_set_object_member (object, "metadata", json_object_ref (self->metadata));
+  json_object_set_object_member (object, "data", data ? json_object_ref (data) : json_object_new ());
+  if (metadata != NULL)
+    json_object_set_object_member (object, "metadata", json_object_ref (metadata));
   if (self->seq > 0)
     json_object_set_int_member (object, "seq", self->seq);
   if (self->received_at > 0)
@@ -265,27 +459,4 @@ fl_event_to_json_node (const FlEvent *self)
   json_node_take_object (node, object);
 
   return node;
-}
-
-gboolean
-fl_event_get_metric (const FlEvent *self,
-                     const char    *name,
-                     double        *value)
-{
-  JsonNode *node = json_object_get_member (self->data, name);
-
-  if (node == NULL || JSON_NODE_TYPE (node) != JSON_NODE_VALUE)
-    return FALSE;
-
-  switch (json_node_get_value_type (node))
-    {
-    case G_TYPE_INT64:
-      *value = (double) json_node_get_int (node);
-      return TRUE;
-    case G_TYPE_DOUBLE:
-      *value = json_node_get_double (node);
-      return TRUE;
-    default:
-      return FALSE;
-    }
 }

@@ -29,6 +29,7 @@ const char  *fl_event_get_id          (const FlEvent *self);
 gint64       fl_event_get_timestamp   (const FlEvent *self);
 const char  *fl_event_get_source      (const FlEvent *self);
 const char  *fl_event_get_event_type  (const FlEvent *self);
+/* Parsed on first use (thread-safe); treat them as read-only. */
 JsonObject  *fl_event_get_data        (const FlEvent *self);
 JsonObject  *fl_event_get_metadata    (const FlEvent *self);
 gint64       fl_event_get_seq         (const FlEvent *self);
@@ -47,10 +48,47 @@ const char  *fl_event_get_json        (FlEvent    *self);
 gsize        fl_event_get_json_length (FlEvent    *self);
 JsonNode    *fl_event_to_json_node    (const FlEvent *self);
 
-/* A numeric field of data, for charts and alert rules. */
+/* The data object's JSON text (compact), and the metadata object's (NULL
+ * when the event has none).  Cheap: events keep their text, and parse it
+ * into JsonObjects only when fl_event_get_data() is first called. */
+const char  *fl_event_get_data_json     (const FlEvent *self,
+                                         gsize         *length);
+const char  *fl_event_get_metadata_json (const FlEvent *self);
+
+/* The scalar members at the top level of data: every number is a metric
+ * that can be charted and used in alert rules, and strings carry the
+ * well-known text fields (firmware, model, ...). */
+typedef struct {
+  const char *name;
+  const char *text;    /* a string member, or NULL for a number */
+  double      number;  /* a number member */
+} FlEventField;
+
+guint               fl_event_get_n_fields (const FlEvent *self);
+const FlEventField *fl_event_get_field    (const FlEvent *self,
+                                           guint          index);
+
+/* A numeric member of data, for charts and alert rules. */
 gboolean     fl_event_get_metric      (const FlEvent *self,
                                        const char    *name,
                                        double        *value);
+/* A string member of data, or NULL. */
+const char  *fl_event_get_text        (const FlEvent *self,
+                                       const char    *name);
+
+/* Builds an event from parts already validated (the codec's fast path):
+ * data_json and metadata_json must be compact JSON objects; fields the
+ * scalar members of data.  Everything is copied. */
+FlEvent     *_fl_event_new_from_parts (const char         *id,
+                                       gint64              timestamp,
+                                       const char         *source,
+                                       const char         *event_type,
+                                       const char         *data_json,
+                                       gsize               data_len,
+                                       const char         *metadata_json,
+                                       gsize               metadata_len,
+                                       const FlEventField *fields,
+                                       guint               n_fields);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FlEvent, fl_event_unref)
 

@@ -279,7 +279,7 @@ fl_registry_note_event (FlRegistry *self,
 {
   /* lastSeen is the relay's clock: device clocks drift, and liveness must
    * not depend on them. */
-  fl_device_apply_event_data (device, fl_event_get_data (event), fl_event_get_received_at (event));
+  fl_device_apply_event (device, event, fl_event_get_received_at (event));
   mark_dirty (self, device);
 
   return set_online (self, device);
