@@ -173,13 +173,14 @@ serve (void)
     }
   run.relay = relay;
 
+  /* Handlers first: whoever reads the lines below may signal at once. */
+  sigint = g_unix_signal_add (SIGINT, signal_cb, &run);
+  sigterm = g_unix_signal_add (SIGTERM, signal_cb, &run);
+
   g_print ("listening on %s\n", fl_relay_get_url (relay));
   g_print ("user pool: %s\n", fl_relay_get_pool_id (relay));
   g_print ("app client: %s\n", fl_relay_get_client_id (relay));
   fflush (stdout);
-
-  sigint = g_unix_signal_add (SIGINT, signal_cb, &run);
-  sigterm = g_unix_signal_add (SIGTERM, signal_cb, &run);
 
   g_main_loop_run (loop);
 
