@@ -85,6 +85,10 @@ gboolean     fl_user_pool_add_user        (FlUserPool  *self,
                                            FlRole       role,
                                            GError     **error);
 
+/* USER_PASSWORD_AUTH.  client_address is the peer's IP address without
+ * port (NULL if unknown): failed sign-ins are throttled per user and per
+ * address (FL_AUTH_ERROR_TOO_MANY_REQUESTS).  An unknown user and a wrong
+ * password fail alike: FL_AUTH_ERROR_NOT_AUTHORIZED. */
 void         fl_user_pool_login_async     (FlUserPool          *self,
                                            const char          *username,
                                            const char          *password,
@@ -96,6 +100,8 @@ FlTokens    *fl_user_pool_login_finish    (FlUserPool    *self,
                                            GAsyncResult  *result,
                                            GError       **error);
 
+/* REFRESH_TOKEN_AUTH.  As in Cognito, the result has new ID and access
+ * tokens and no refresh token (refresh_token is NULL). */
 void         fl_user_pool_refresh_async   (FlUserPool          *self,
                                            const char          *refresh_token,
                                            GCancellable        *cancellable,
@@ -114,6 +120,24 @@ FlPrincipal *fl_user_pool_authenticate    (FlUserPool  *self,
 
 /* {"keys": [...]} for /<poolId>/.well-known/jwks.json */
 JsonNode    *fl_user_pool_get_jwks        (FlUserPool  *self);
+
+/* The highest role among Cognito group names (admin, operator, viewer);
+ * other names are ignored.  groups may be NULL. */
+FlRole       fl_role_from_groups          (const char * const *groups);
+
+/* Synchronous, for the command line: makes role the user's only group
+ * (no group for FL_ROLE_NONE).  Takes effect in tokens minted after it. */
+gboolean     fl_user_pool_set_user_role   (FlUserPool  *self,
+                                           const char  *username,
+                                           FlRole       role,
+                                           GError     **error);
+/* Synchronous, for the command line.  A disabled user cannot sign in or
+ * refresh, its refresh tokens are revoked, and fl_user_pool_authenticate
+ * refuses its unexpired tokens at once (Cognito's AdminDisableUser). */
+gboolean     fl_user_pool_set_user_enabled (FlUserPool *self,
+                                            const char *username,
+                                            gboolean    enabled,
+                                            GError    **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FlPrincipal, fl_principal_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (FlTokens, fl_tokens_free)
