@@ -149,11 +149,13 @@ fl_http_reply_error (SoupServerMessage *msg,
   GString *json = g_string_new (NULL);
   guint status = fl_api_error_status (error, NULL);
 
-  if (status >= 500)
+  /* faults are worth a warning; "unavailable" while stopping is not */
+  if (status >= 500 && status != 503)
     g_warning ("%s %s: %s", soup_server_message_get_method (msg),
                g_uri_get_path (soup_server_message_get_uri (msg)), error->message);
 
-  if (status == 401)
+  /* a caller may have set its own challenge (Basic, for devices) */
+  if (status == 401 && !soup_message_headers_get_one (soup_server_message_get_response_headers (msg), "WWW-Authenticate"))
     soup_message_headers_replace (soup_server_message_get_response_headers (msg),
                                   "WWW-Authenticate", "Bearer");
 
