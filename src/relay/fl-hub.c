@@ -148,14 +148,21 @@ connection_fd (SoupWebsocketConnection *connection)
 {
   GIOStream *stream = soup_websocket_connection_get_io_stream (connection);
 
-  /* TLS wraps the socket connection */
+  /* libsoup's SoupIOStream ("base-iostream") and TLS ("base-io-stream")
+   * wrap the socket connection */
   while (stream != NULL && !G_IS_SOCKET_CONNECTION (stream))
     {
+      GObjectClass *klass = G_OBJECT_GET_CLASS (stream);
       GIOStream *base = NULL;
+      const char *property;
 
-      if (!g_object_class_find_property (G_OBJECT_GET_CLASS (stream), "base-io-stream"))
+      if (g_object_class_find_property (klass, "base-iostream"))
+        property = "base-iostream";
+      else if (g_object_class_find_property (klass, "base-io-stream"))
+        property = "base-io-stream";
+      else
         return -1;
-      g_object_get (stream, "base-io-stream", &base, NULL);
+      g_object_get (stream, property, &base, NULL);
       if (base == NULL)
         return -1;
       g_object_unref (base); /* the TLS stream keeps it alive */

@@ -149,6 +149,18 @@ append_cb (GObject      *source,
   finish (self, task, submission, stored->len, duplicates);
 }
 
+static gboolean
+is_array_body (const char *data,
+               gsize       len)
+{
+  gsize i = 0;
+
+  while (i < len && g_ascii_isspace (data[i]))
+    i++;
+
+  return i < len && data[i] == '[';
+}
+
 void
 fl_ingest_submit_async (FlIngest            *self,
                         FlDevice            *device,
@@ -199,7 +211,7 @@ fl_ingest_submit_async (FlIngest            *self,
         }
 
       /* A body of one event that is bad fails as a request. */
-      if (submission->items->len == 1 && data[0] != '[')
+      if (submission->items->len == 1 && !is_array_body (data, len))
         {
           fl_metrics_count_ingest (self->metrics, 0, 0, 1, g_get_monotonic_time () - started_us);
           g_task_return_error (task, g_steal_pointer (&item->error));

@@ -4,6 +4,7 @@
 #include <libsoup/soup.h>
 
 #include "fieldline-core.h"
+#include "fl-connection-reaper.h"
 #include "fl-http.h"
 #include "fl-hub.h"
 #include "fl-ingest.h"
@@ -19,6 +20,7 @@ struct _FlRelay
   GObject      parent_instance;
 
   SoupServer  *server;
+  FlConnectionReaper *reaper;   /* closes what libsoup 3.2 leaves open */
   FlStore     *store;
   FlUserPool  *pool;
   FlRegistry  *registry;

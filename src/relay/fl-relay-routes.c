@@ -718,6 +718,7 @@ handle_metrics (FlRelay           *self,
     { "requestsTotal", "fieldline_http_requests_total", "counter", "HTTP requests", fl_metrics_get_requests (m) },
     { "connectedClients", "fieldline_connected_clients", "gauge", "Operator WebSocket connections", fl_hub_get_n_subscribers (self->hub) },
     { "connectedDevices", "fieldline_connected_devices", "gauge", "Device WebSocket connections", self->device_sessions->len },
+    { "openConnections", "fieldline_open_connections", "gauge", "Open HTTP connections, WebSockets included", fl_connection_reaper_get_n_connections (self->reaper) },
     { "devicesTotal", "fieldline_devices", "gauge", "Registered devices", fl_registry_get_n_devices (self->registry) },
     { "devicesOnline", "fieldline_devices_online", "gauge", "Devices online", fl_registry_get_n_online (self->registry) },
     { "activeAlerts", "fieldline_active_alerts", "gauge", "Active alerts", 0 },
@@ -764,6 +765,7 @@ _fl_relay_route (FlRelay           *self,
                  const char        *path,
                  GHashTable        *query)
 {
+  /* libsoup hands over the path already percent-decoded */
   g_auto (GStrv) raw = g_strsplit (path + (path[0] == '/'), "/", 5);
   g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (FlPrincipal) principal = NULL;
@@ -772,16 +774,9 @@ _fl_relay_route (FlRelay           *self,
   guint n;
 
   for (guint i = 0; raw[i] != NULL; i++)
-    {
-      char *part = g_uri_unescape_string (raw[i], NULL);
-
-      if (part == NULL)
-        {
-          error = g_error_new_literal (FL_API_ERROR, FL_API_ERROR_BAD_REQUEST, "The path is not valid");
-          goto fail;
-        }
-      g_ptr_array_add (parts, part);
-    }
+    g_ptr_array_add (parts, g_strdup (raw[i]));
+  if (parts->len == 0) /* "/" splits into nothing */
+    g_ptr_array_add (parts, g_strdup (""));
   /* a trailing slash names the same resource */
   if (parts->len > 1 && *(char *) g_ptr_array_index (parts, parts->len - 1) == '\0')
     g_ptr_array_set_size (parts, parts->len - 1);
@@ -867,6 +862,12 @@ _fl_relay_route (FlRelay           *self,
       return handle_rotate_secret (self, msg, device);
     }
 
+  /* an event id may hold any character, "/" included: it is the rest */
+  if (g_str_equal (p0, "events") && n > 2)
+    {
+      p1 = path + strlen ("/events/");
+      n = 2;
+    }
   if (g_str_equal (p0, "events") && n <= 2)
     {
       if (!method_is (msg, "GET"))

@@ -13,6 +13,7 @@ G_DEFINE_FINAL_TYPE (FlRelay, fl_relay, G_TYPE_OBJECT)
 
 #define TICK_MS              1000
 #define SHUTDOWN_GRACE_SEC   10
+#define LISTEN_BACKLOG       1024
 
 /* ---- requests answered later ------------------------------------------ */
 
@@ -277,6 +278,7 @@ fl_relay_dispose (GObject *object)
     soup_server_disconnect (self->server);
   g_clear_pointer (&self->device_sessions, g_ptr_array_unref);
   g_clear_pointer (&self->connections, g_hash_table_unref);
+  g_clear_object (&self->reaper);
   g_clear_object (&self->server);
   if (self->hub != NULL)
     fl_hub_close_all (self->hub);
@@ -364,6 +366,29 @@ bad:
   return NULL;
 }
 
+/* soup_server_listen() leaves GSocket's listen backlog of 10, so a fleet
+ * reconnecting at once would see resets; make the socket ourselves. */
+static gboolean
+listen_on (SoupServer               *server,
+           GSocketAddress           *address,
+           SoupServerListenOptions   options,
+           GError                  **error)
+{
+  g_autoptr (GSocket) socket = NULL;
+
+  socket = g_socket_new (g_socket_address_get_family (address), G_SOCKET_TYPE_STREAM,
+                         G_SOCKET_PROTOCOL_TCP, error);
+  if (socket == NULL)
+    return FALSE;
+
+  g_socket_set_listen_backlog (socket, LISTEN_BACKLOG);
+  if (!g_socket_bind (socket, address, TRUE, error) ||
+      !g_socket_listen (socket, error))
+    return FALSE;
+
+  return soup_server_listen_socket (server, socket, options, error);
+}
+
 FlRelay *
 fl_relay_new (const FlRelayOptions *options,
               GError              **error)
@@ -407,9 +432,12 @@ fl_relay_new (const FlRelayOptions *options,
     return NULL;
 
   self->hub = fl_hub_new (self->store, self->registry);
+  if (options->max_subscriber_lag > 0)
+    fl_hub_set_max_lag_bytes (self->hub, options->max_subscriber_lag);
   self->ingest = fl_ingest_new (self->store, self->registry, self->hub, self->metrics, self->max_event_size);
 
   self->server = soup_server_new ("server-header", "fieldline-relay/" PACKAGE_VERSION " ", NULL);
+  self->reaper = fl_connection_reaper_new (self->server);
 
   if (options->tls_cert_file != NULL || options->tls_key_file != NULL)
     {
@@ -435,7 +463,7 @@ fl_relay_new (const FlRelayOptions *options,
   soup_server_add_websocket_handler (self->server, "/events", NULL, NULL, events_websocket_cb, self, NULL);
   soup_server_add_websocket_handler (self->server, "/device", NULL, NULL, device_websocket_cb, self, NULL);
 
-  if (!soup_server_listen (self->server, address, listen_options, error))
+  if (!listen_on (self->server, address, listen_options, error))
     return NULL;
 
   uris = soup_server_get_uris (self->server);

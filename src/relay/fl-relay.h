@@ -19,6 +19,8 @@ typedef struct {
   const char *tls_key_file;
   gsize       max_body_size;  /* 0: PLATFORM.md's default, 1 MiB */
   gsize       max_event_size; /* 0: 64 KiB */
+  guint64     max_subscriber_lag; /* bytes a live subscriber may fall
+                                   * behind; 0: FL_HUB_DEFAULT_MAX_LAG_BYTES */
 } FlRelayOptions;
 
 /* Opens the store and user pool in options->data_dir and starts listening.

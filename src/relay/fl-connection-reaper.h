@@ -1,0 +1,29 @@
+/* fl-connection-reaper.h: closes the keep-alive connections that
+ * libsoup 3.2's SoupServer keeps open after their client closed them
+ * while idle (one CLOSE-WAIT socket and one fd per connection, forever).
+ *
+ * Attach one to a SoupServer right after creating it; it watches the
+ * server's request signals, and once a second looks at the connections
+ * that have no request in flight.  Connections with a request in flight
+ * (paused or not), WebSockets and HTTP/2 are never touched.  On a libsoup
+ * without the bug it finds nothing to do. */
+#pragma once
+
+#include <libsoup/soup.h>
+
+G_BEGIN_DECLS
+
+#define FL_TYPE_CONNECTION_REAPER (fl_connection_reaper_get_type ())
+G_DECLARE_FINAL_TYPE (FlConnectionReaper, fl_connection_reaper, FL, CONNECTION_REAPER, GObject)
+
+/* Runs on the thread-default main context, which must be the server's. */
+FlConnectionReaper *fl_connection_reaper_new               (SoupServer *server);
+
+/* Connections the server holds open: accepted and not yet closed,
+ * including ones upgraded to WebSocket. */
+guint               fl_connection_reaper_get_n_connections (FlConnectionReaper *self);
+
+/* Connections closed by the reaper since it was created. */
+guint64             fl_connection_reaper_get_n_reaped      (FlConnectionReaper *self);
+
+G_END_DECLS
