@@ -1,50 +1,62 @@
 /* fl-store.c: the relay's event and device store, on SQLite.
  *
- * Design (see also the report in the commit that added this file):
+ * The naive schema (a UNIQUE index on the text id and an index on
+ * (device, ts), maintained per row) dirties a random leaf page of each
+ * index per event, so every commit writes KBs per event to the WAL.  Here
+ * every per-event write is an append at the end of a B-tree, and whatever
+ * needs another order is built behind the log in large sorted batches.
  *
  * - The log.  `events` (seq INTEGER PRIMARY KEY, device, ts, type,
- *   received_at) is a narrow table of small integers, and `bodies` (seq
- *   INTEGER PRIMARY KEY, id, json) holds each event's normalised JSON text.
- *   Both only ever get appends at the end of their B-tree, so a commit
- *   writes about as many pages as the rows need.  Devices, types and
- *   metrics are interned into small integers (`sources`, `types`,
- *   `metrics`).
+ *   received_at) is a narrow table of small integers (cheap to scan), and
+ *   `bodies` (seq INTEGER PRIMARY KEY, id, json) holds each event's
+ *   normalised JSON text, so reads and fan-out only splice text.  Devices,
+ *   types and metrics are interned into small integers (`sources`,
+ *   `types`, `metrics`).
  *
  * - Dedupe on the event id, exact and over all history, without a random
- *   B-tree that grows with history.  Each id gets a 64-bit salted hash.  The
- *   hashes of the newest events live in an in-memory "hot" set (open
- *   addressing, hash -> seq); when it holds generation_size entries it is
- *   frozen: sorted by hash and appended to `dedupe` (gen, hash, seq), a
- *   WITHOUT ROWID table that therefore only gets appends, with a split-block
- *   Bloom filter (~10 bits per id, stored in `gens`, loaded at open).  A
- *   lookup checks the hot set and the Bloom filters, and only on a hit
- *   probes SQLite; every hash match is confirmed by comparing the real id
- *   text, so distinct ids with the same hash are never taken as duplicates.
- *   At open the hot set is rebuilt from the log rows after the last frozen
- *   generation.
+ *   B-tree that grows with history.  Each id gets a 64-bit hash (salted per
+ *   database).  The hashes of the newest events live in an in-memory "hot"
+ *   set (open addressing, hash -> seq).  When it holds generation_size
+ *   entries it is frozen: sorted by hash and written to `dedupe` (gen,
+ *   hash, seq), a WITHOUT ROWID table that therefore only gets appends, in
+ *   slices over several groups, with a split-block Bloom filter (~10 bits
+ *   per id, kept in `gens` and loaded at open).  A lookup checks the hot
+ *   set(s) and the Bloom filters and only probes SQLite on a hit; every
+ *   hash match is confirmed by comparing the stored id text, so distinct
+ *   ids with the same hash are never taken as duplicates.  At open the hot
+ *   set is rebuilt from the log rows after the last frozen generation.
+ *   Lookups cost one Bloom probe per generation: memory and time grow
+ *   with history (1.25 bytes per stored id); see the report.
  *
- * - Lookup indexes are built behind the log, in large sorted batches:
- *   `ix_dev_seq` (device, seq) and `ix_dev_ts` (device, ts, seq), both
- *   WITHOUT ROWID and covering (ts, type).  A batch is inserted in key
- *   order once index_batch rows are un-indexed (or when the writer is
- *   idle), so it dirties about one leaf page per device instead of one
- *   random page per row.  Queries read the indexes for seq <= indexed_upto
+ * - Lookup indexes are built behind the log: `ix_dev_seq` (device, seq)
+ *   and `ix_dev_ts` (device, ts, seq), WITHOUT ROWID and covering (ts,
+ *   type).  A batch (index_batch rows, or what is there after
+ *   INDEX_MAX_AGE_USEC) is sorted in each index's key order, so it dirties
+ *   about one leaf page per device, and is written in slices of devices
+ *   over several groups (short stalls); it counts once complete
+ *   (meta.indexed_upto).  Queries read the indexes for seq <= indexed_upto
  *   and scan the un-indexed tail of the narrow log.
  *
  * - Telemetry rollups (`rollups`: device, metric, res, t -> min, max, sum,
  *   count; res is one minute and one hour) are accumulated in memory by the
- *   writer from every numeric member of each event's data and written in
- *   sorted batches.  They are exact for seq <= rolled_upto; a query adds
- *   the raw events after it, and reads raw events for the parts of the
- *   range that are not whole rollup buckets.
+ *   writer from every numeric member of each event's data (read from the
+ *   JSON text it has just built) and written in key order per device.
+ *   Each device has its own watermark (sources.rolled_upto; meta
+ *   rolled_upto is a floor for all of them), so a chatty device is written
+ *   alone and the un-rolled tail of any device stays short.  A query uses
+ *   the coarsest rollup whose resolution divides the bucket width, raw
+ *   events for the parts of [from, to) that are not whole rollup buckets,
+ *   and adds the events after the device's watermark.
  *
  * - Threads.  One writer thread owns the write connection.  It blocks for
  *   the first queued request, drains what else is queued (up to
  *   GROUP_MAX_EVENTS events), runs one transaction, commits, and only then
- *   completes the requests' tasks.  Two reader threads (a GThreadPool)
- *   answer queries, each on its own read-only connection, in WAL mode so
- *   they never block the writer.  The in-memory dedupe state is shared with
- *   readers (get_event) under a GRWLock.
+ *   completes the requests' tasks (one idle source per main context per
+ *   group).  Two reader threads (a GThreadPool) answer queries, each with a
+ *   read-only connection of its own, in WAL mode, so they never block the
+ *   writer.  The in-memory dedupe state is shared with readers (get_event)
+ *   under a GRWLock.  A checkpointer thread copies the WAL into the
+ *   database (see checkpoint_thread_func).
  *
  * - Durability.  WAL with synchronous=NORMAL: a commit is atomic and
  *   survives a crash of the process (the WAL frames are in the OS page
@@ -88,7 +100,9 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define N_READERS                 2
 #define WRITER_CACHE_KIB          16384
 #define READER_CACHE_KIB          4096
-#define WAL_AUTOCHECKPOINT_PAGES  8192     /* ~32 MiB of WAL */
+#define CHECKPOINT_EVERY_BYTES    (16 * 1024 * 1024)   /* WAL growth that wakes the checkpointer */
+#define WAL_RESET_BYTES           (96 * 1024 * 1024)   /* the writer then finishes it, so it restarts */
+#define INDEX_SLICE               8192     /* index rows written per group */
 #define JOURNAL_SIZE_LIMIT        (64 * 1024 * 1024)
 #define BLOOM_BITS_PER_KEY        10
 
@@ -718,8 +732,22 @@ struct _FlStore
   gint64        last_index_usec;
   GHashTable   *device_saves;  /* device id -> text, per group */
   GArray       *numbers;       /* DataNumber scratch */
-  GArray       *ix_pending;    /* IxEntry for seq > indexed_upto, if valid */
+  GArray       *hashes;        /* guint64 scratch */
+  GArray       *ix_pending;    /* IxEntry after the batch being built, if valid */
   gboolean      ix_pending_valid;
+  GArray       *ix_by_seq;     /* the batch being built, (device, seq) order */
+  GArray       *ix_by_ts;      /* the same, (device, ts, seq) order */
+  guint         ix_pos_seq;
+  guint         ix_pos_ts;
+  gint64        ix_build_upto; /* 0: no batch being built */
+
+  /* the checkpointer: copies WAL frames into the database off the writer */
+  GThread      *ckpt_thread;
+  GMutex        ckpt_lock;
+  GCond         ckpt_cond;
+  gboolean      ckpt_wanted;
+  gboolean      ckpt_quit;
+  guint64       ckpt_signalled_at;   /* WAL size at the last wake-up */
 
   /* dedupe state, shared with readers under dedupe_lock; the writer
    * reads it without the lock (it is the only one to change it) */
@@ -966,17 +994,19 @@ fail:
 
 /* ---- counters ------------------------------------------------------------ */
 
-static void
+/* Returns the size of the WAL. */
+static guint64
 update_size (FlStore *self)
 {
   struct stat st;
-  guint64 size = 0;
+  guint64 size = 0, wal = 0;
 
   if (stat (self->path, &st) == 0)
     size += st.st_size;
   if (stat (self->wal_path, &st) == 0)
-    size += st.st_size;
-  __atomic_store_n (&self->size_bytes, size, __ATOMIC_RELAXED);
+    wal = st.st_size;
+  __atomic_store_n (&self->size_bytes, size + wal, __ATOMIC_RELAXED);
+  return wal;
 }
 
 static gint64
@@ -986,6 +1016,91 @@ thread_cpu_usec (void)
 
   clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
   return (gint64) ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+/* ---- the checkpointer -----------------------------------------------
+ * The writer does not checkpoint on commit (wal_autocheckpoint = 0): this
+ * thread, on its own connection, copies WAL frames into the database with
+ * PASSIVE checkpoints (never blocking the writer or readers) whenever the
+ * WAL grew by CHECKPOINT_EVERY_BYTES.  Under continuous writes a
+ * checkpoint never catches up with the writer, and the WAL only restarts
+ * from its beginning when everything in it is copied at the moment a
+ * write transaction starts; so once it is over WAL_RESET_BYTES the writer
+ * runs a PASSIVE checkpoint itself between two transactions (little is
+ * left to copy by then), and the next transaction restarts it.
+ * journal_size_limit truncates the file then. */
+
+static gpointer
+checkpoint_thread_func (gpointer data)
+{
+  FlStore *self = data;
+  sqlite3 *db = NULL;
+  g_autoptr(GError) error = NULL;
+
+  gint64 dummy;
+
+  /* a connection learns that the database is in WAL mode when it first
+   * reads it; until then a checkpoint is a no-op */
+  if (!open_connection (self->path, FALSE, &db, &error) ||
+      !query_int64 (db, "SELECT count (*) FROM sqlite_schema", &dummy, &error))
+    {
+      g_warning ("Checkpointer: %s", error->message);
+      if (db != NULL)
+        sqlite3_close (db);
+      return NULL;
+    }
+  g_mutex_lock (&self->ckpt_lock);
+  for (;;)
+    {
+      int log = 0, done = 0, rc;
+
+      while (!self->ckpt_wanted && !self->ckpt_quit)
+        g_cond_wait (&self->ckpt_cond, &self->ckpt_lock);
+      if (self->ckpt_quit)
+        break;
+      self->ckpt_wanted = FALSE;
+      g_mutex_unlock (&self->ckpt_lock);
+      {
+        gint64 t0 = g_get_monotonic_time ();
+
+        rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+          g_warning ("Checkpoint failed: %s", sqlite3_errmsg (db));
+        g_debug ("Checkpoint: rc %d, %d of %d frames, %.1f ms", rc, done, log,
+                 (g_get_monotonic_time () - t0) / 1000.0);
+      }
+      g_mutex_lock (&self->ckpt_lock);
+    }
+  g_mutex_unlock (&self->ckpt_lock);
+  sqlite3_close (db);
+  return NULL;
+}
+
+static void
+checkpoint_after_commit (FlStore *self,
+                         guint64  wal_bytes)
+{
+  if (wal_bytes >= WAL_RESET_BYTES)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      int log = 0, done = 0;
+      int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+
+      g_debug ("Writer checkpoint (WAL %" G_GUINT64_FORMAT " MiB): rc %d, %d of %d frames, %.1f ms",
+               wal_bytes >> 20, rc, done, log, (g_get_monotonic_time () - t0) / 1000.0);
+      self->ckpt_signalled_at = 0;
+      return;
+    }
+  if (wal_bytes < self->ckpt_signalled_at)
+    self->ckpt_signalled_at = 0;   /* it restarted */
+  if (wal_bytes - self->ckpt_signalled_at >= CHECKPOINT_EVERY_BYTES)
+    {
+      self->ckpt_signalled_at = wal_bytes;
+      g_mutex_lock (&self->ckpt_lock);
+      self->ckpt_wanted = TRUE;
+      g_cond_signal (&self->ckpt_cond);
+      g_mutex_unlock (&self->ckpt_lock);
+    }
 }
 
 /* ---- writer: state --------------------------------------------------- */
@@ -1169,6 +1284,9 @@ writer_load_state (FlStore  *self,
   self->next_seq = last + 1;
   /* rows logged but not indexed by an earlier run are indexed from SQL */
   g_array_set_size (self->ix_pending, 0);
+  g_array_set_size (self->ix_by_seq, 0);
+  g_array_set_size (self->ix_by_ts, 0);
+  self->ix_build_upto = 0;
   self->ix_pending_valid = self->indexed_upto == last;
 
   if (!load_names (self, "SELECT id, name FROM sources", self->device_ids, TRUE,
@@ -1583,17 +1701,21 @@ writer_roll_flush_all (FlStore  *self,
 
 /* ---- writer: index batches ------------------------------------------ */
 
+/* Writes entries[*pos..] (at most max of them) into one index. */
 static gboolean
 writer_insert_ix (FlStore     *self,
                   const char  *sql,
                   GArray      *entries,
+                  guint       *pos,
+                  guint        max,
                   GError     **error)
 {
   sqlite3_stmt *stmt = cached_stmt (self->db, self->wstmts, sql, error);
+  guint end = *pos + MIN (max, entries->len - *pos);
 
   if (stmt == NULL)
     return FALSE;
-  for (guint i = 0; i < entries->len; i++)
+  for (guint i = *pos; i < end; i++)
     {
       const IxEntry *e = &g_array_index (entries, IxEntry, i);
 
@@ -1604,65 +1726,94 @@ writer_insert_ix (FlStore     *self,
       if (!step_done (self->db, stmt, error))
         return FALSE;
     }
+  *pos = end;
   return TRUE;
 }
 
-/* Indexes the log rows after indexed_upto: each index gets the batch in
- * its key order, so it dirties about one leaf page per device. */
+static gboolean
+writer_index_done (FlStore  *self,
+                   gint64    upto,
+                   GError  **error)
+{
+  if (!meta_set (self, "indexed_upto", upto, error))
+    return FALSE;
+  g_debug ("Indexed %" G_GINT64_FORMAT " rows", upto - self->indexed_upto);
+  /* a failed commit reloads the state, which resets all this */
+  self->indexed_upto = upto;
+  self->ix_build_upto = 0;
+  g_array_set_size (self->ix_by_seq, 0);
+  g_array_set_size (self->ix_by_ts, 0);
+  return TRUE;
+}
+
+/* Indexes the log rows after indexed_upto.  A batch is sorted into each
+ * index's key order, so it dirties about one leaf page per device; it is
+ * written in slices of max_rows over several groups (each slice a range of
+ * devices, so no page is written twice), and counts only once complete:
+ * readers take index rows with seq <= indexed_upto and scan the log after
+ * it, so a partly written batch is invisible to them. */
 static gboolean
 writer_build_index (FlStore  *self,
+                    guint     max_rows,
                     GError  **error)
 {
   gint64 upto = self->next_seq - 1;
 
-  if (upto <= self->indexed_upto)
-    return TRUE;
-
-  if (self->ix_pending_valid &&
-      self->ix_pending->len == (guint) (upto - self->indexed_upto))
+  if (self->ix_build_upto == 0)
     {
-      GArray *entries = self->ix_pending;
-
-      g_array_sort (entries, ix_cmp_dev_seq);
-      if (!writer_insert_ix (self, "INSERT INTO ix_dev_seq (device, seq, ts, type)"
-                             " VALUES (?1, ?2, ?3, ?4)", entries, error))
-        return FALSE;
-      g_array_sort (entries, ix_cmp_dev_ts);
-      if (!writer_insert_ix (self, "INSERT INTO ix_dev_ts (device, seq, ts, type)"
-                             " VALUES (?1, ?2, ?3, ?4)", entries, error))
-        return FALSE;
-    }
-  else
-    {
-      static const char * const sqls[] = {
-        "INSERT INTO ix_dev_seq (device, seq, ts, type)"
-        " SELECT device, seq, ts, type FROM events WHERE seq > ?1 AND seq <= ?2"
-        " ORDER BY device, seq",
-        "INSERT INTO ix_dev_ts (device, ts, seq, type)"
-        " SELECT device, ts, seq, type FROM events WHERE seq > ?1 AND seq <= ?2"
-        " ORDER BY device, ts, seq",
-      };
-
-      for (guint i = 0; i < G_N_ELEMENTS (sqls); i++)
+      if (upto <= self->indexed_upto)
+        return TRUE;
+      if (!self->ix_pending_valid ||
+          self->ix_pending->len != (guint) (upto - self->indexed_upto))
         {
-          sqlite3_stmt *stmt = cached_stmt (self->db, self->wstmts, sqls[i], error);
+          /* rows logged by an earlier run (or before a failed commit):
+           * from the log, in one go; OR IGNORE for rows of a batch that was
+           * cut short */
+          static const char * const sqls[] = {
+            "INSERT OR IGNORE INTO ix_dev_seq (device, seq, ts, type)"
+            " SELECT device, seq, ts, type FROM events WHERE seq > ?1 AND seq <= ?2"
+            " ORDER BY device, seq",
+            "INSERT OR IGNORE INTO ix_dev_ts (device, ts, seq, type)"
+            " SELECT device, ts, seq, type FROM events WHERE seq > ?1 AND seq <= ?2"
+            " ORDER BY device, ts, seq",
+          };
 
-          if (stmt == NULL)
-            return FALSE;
-          sqlite3_bind_int64 (stmt, 1, self->indexed_upto);
-          sqlite3_bind_int64 (stmt, 2, upto);
-          if (!step_done (self->db, stmt, error))
-            return FALSE;
+          for (guint i = 0; i < G_N_ELEMENTS (sqls); i++)
+            {
+              sqlite3_stmt *stmt = cached_stmt (self->db, self->wstmts, sqls[i], error);
+
+              if (stmt == NULL)
+                return FALSE;
+              sqlite3_bind_int64 (stmt, 1, self->indexed_upto);
+              sqlite3_bind_int64 (stmt, 2, upto);
+              if (!step_done (self->db, stmt, error))
+                return FALSE;
+            }
+          g_array_set_size (self->ix_pending, 0);
+          self->ix_pending_valid = TRUE;
+          return writer_index_done (self, upto, error);
         }
+
+      /* start a batch: what is pending now */
+      g_array_append_vals (self->ix_by_seq, self->ix_pending->data, self->ix_pending->len);
+      g_array_append_vals (self->ix_by_ts, self->ix_pending->data, self->ix_pending->len);
+      g_array_set_size (self->ix_pending, 0);
+      g_array_sort (self->ix_by_seq, ix_cmp_dev_seq);
+      g_array_sort (self->ix_by_ts, ix_cmp_dev_ts);
+      self->ix_pos_seq = self->ix_pos_ts = 0;
+      self->ix_build_upto = upto;
     }
-  if (!meta_set (self, "indexed_upto", upto, error))
+
+  if (!writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_seq (device, seq, ts, type)"
+                         " VALUES (?1, ?2, ?3, ?4)", self->ix_by_seq, &self->ix_pos_seq,
+                         max_rows, error) ||
+      !writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_ts (device, seq, ts, type)"
+                         " VALUES (?1, ?2, ?3, ?4)", self->ix_by_ts, &self->ix_pos_ts,
+                         max_rows, error))
     return FALSE;
-  g_debug ("Indexed %" G_GINT64_FORMAT " rows", upto - self->indexed_upto);
-  self->indexed_upto = upto;
-  /* a failed commit reloads the state, which resets this too */
-  g_array_set_size (self->ix_pending, 0);
-  self->ix_pending_valid = TRUE;
-  return TRUE;
+  if (self->ix_pos_seq < self->ix_by_seq->len || self->ix_pos_ts < self->ix_by_ts->len)
+    return TRUE;
+  return writer_index_done (self, self->ix_build_upto, error);
 }
 
 /* ---- writer: dedupe ------------------------------------------------- */
@@ -1917,12 +2068,12 @@ roll_scan_number (const char *name,
 static gboolean
 writer_append_event (FlStore     *self,
                      FlEvent     *event,
+                     guint64      h,
                      gint64       received_at,
                      gboolean    *dup,
                      GError     **error)
 {
   const char *id = fl_event_get_id (event);
-  guint64 h;
   DeviceSlot *device;
   guint32 type_id;
   gint64 seq, ts;
@@ -1930,7 +2081,6 @@ writer_append_event (FlStore     *self,
   JsonObject *data;
   const char *json;
 
-  h = store_hash (self, id);
   if (!writer_lookup (self, id, h, dup, error))
     return FALSE;
   if (*dup)
@@ -2065,21 +2215,32 @@ writer_maintenance (FlStore  *self,
 {
   guint index_batch = __atomic_load_n (&self->index_batch, __ATOMIC_RELAXED);
   guint rollup_batch = __atomic_load_n (&self->rollup_batch, __ATOMIC_RELAXED);
+  guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
+  guint index_slice = CLAMP (index_batch / 8, 1, INDEX_SLICE);
+  guint freeze_slice = CLAMP (gen_size / 4, 1, FREEZE_SLICE);
   gint64 tail = self->next_seq - 1 - self->indexed_upto;
   gint64 now = g_get_monotonic_time ();
 
   /* index batches: large (cheap writes), or older than INDEX_MAX_AGE_USEC
    * at lower rates (short stalls, short tails) */
-  if (tail > 0 &&
-      (force || tail >= (gint64) index_batch ||
-       (tail >= IDLE_INDEX_MIN_ROWS && (idle || now - self->last_index_usec >= INDEX_MAX_AGE_USEC))))
+  if (self->ix_build_upto != 0)
     {
-      if (!writer_build_index (self, error))
+      if (!writer_build_index (self, force ? G_MAXUINT : index_slice, error))
+        return FALSE;
+    }
+  else if (tail > 0 &&
+           (force || tail >= (gint64) index_batch ||
+            (tail >= IDLE_INDEX_MIN_ROWS &&
+             (idle || now - self->last_index_usec >= INDEX_MAX_AGE_USEC))))
+    {
+      if (!writer_build_index (self, force ? G_MAXUINT : index_slice, error))
         return FALSE;
       self->last_index_usec = now;
-      g_debug ("Index batch of %" G_GINT64_FORMAT " rows: %.1f ms", tail,
-               (g_get_monotonic_time () - now) / 1000.0);
     }
+  /* forced: whatever came after the batch that was being built, too */
+  if (force && self->indexed_upto < self->next_seq - 1 &&
+      !writer_build_index (self, G_MAXUINT, error))
+    return FALSE;
 
   /* rollups: chatty devices alone, everything by count, age or memory */
   if (force || self->roll_pending >= rollup_batch || self->roll_cells >= ROLLUP_MAX_CELLS ||
@@ -2109,7 +2270,7 @@ writer_maintenance (FlStore  *self,
   /* a generation being frozen: a slice per group, all of it when forced */
   if (self->freezing != NULL && !self->freeze_done)
     {
-      if (!writer_freeze_step (self, force ? G_MAXSIZE : FREEZE_SLICE, error))
+      if (!writer_freeze_step (self, force ? G_MAXSIZE : freeze_slice, error))
         return FALSE;
     }
   return TRUE;
@@ -2159,12 +2320,25 @@ writer_run_group (FlStore    *self,
             }
           req->accepted = g_ptr_array_new_full (req->events->len, (GDestroyNotify) fl_event_unref);
           req->duplicates = 0;
+          /* hashes first, with prefetches of the hot-set slots and Bloom
+           * blocks they will probe: the misses overlap */
+          g_array_set_size (self->hashes, req->events->len);
+          for (guint k = 0; k < req->events->len; k++)
+            {
+              guint64 h = store_hash (self, fl_event_get_id (g_ptr_array_index (req->events, k)));
+
+              g_array_index (self->hashes, guint64, k) = h;
+              __builtin_prefetch (&self->hot->offs[(gsize) (h ^ (h >> 29)) & self->hot->mask]);
+              for (guint g = 0; g < self->gens->len; g++)
+                __builtin_prefetch (bloom_block (g_ptr_array_index (self->gens, g), h));
+            }
           for (guint k = 0; k < req->events->len; k++)
             {
               FlEvent *event = g_ptr_array_index (req->events, k);
+              guint64 h = g_array_index (self->hashes, guint64, k);
               gboolean dup = FALSE;
 
-              if (!writer_append_event (self, event, req->received_at, &dup, error))
+              if (!writer_append_event (self, event, h, req->received_at, &dup, error))
                 goto fail;
               if (dup)
                 req->duplicates++;
@@ -2346,7 +2520,7 @@ writer_thread_func (gpointer data)
           /* idle: index the tail, write old rollups */
           gint64 tail = self->next_seq - 1 - self->indexed_upto;
 
-          if (tail < IDLE_INDEX_MIN_ROWS &&
+          if (tail < IDLE_INDEX_MIN_ROWS && self->ix_build_upto == 0 &&
               (self->freezing == NULL || self->freeze_done) &&
               (self->roll_pending == 0 ||
                g_get_monotonic_time () - self->roll_first_pending_usec < ROLLUP_MAX_AGE_USEC))
@@ -2375,7 +2549,7 @@ writer_thread_func (gpointer data)
         g_warning ("Group commit of %u requests failed: %s", group->len, error->message);
       writer_complete (group, error);
       g_ptr_array_set_size (group, 0);
-      update_size (self);
+      checkpoint_after_commit (self, update_size (self));
       __atomic_fetch_add (&self->busy_usec, g_get_monotonic_time () - t0, __ATOMIC_RELAXED);
       __atomic_fetch_add (&self->busy_cpu_usec, thread_cpu_usec () - c0, __ATOMIC_RELAXED);
     }
@@ -3407,7 +3581,12 @@ fl_store_finalize (GObject *object)
   g_clear_pointer (&self->freeze_entries, g_free);
   g_clear_pointer (&self->device_saves, g_hash_table_unref);
   g_clear_pointer (&self->numbers, g_array_unref);
+  g_clear_pointer (&self->hashes, g_array_unref);
   g_clear_pointer (&self->ix_pending, g_array_unref);
+  g_clear_pointer (&self->ix_by_seq, g_array_unref);
+  g_clear_pointer (&self->ix_by_ts, g_array_unref);
+  g_mutex_clear (&self->ckpt_lock);
+  g_cond_clear (&self->ckpt_cond);
   g_clear_pointer (&self->hot, hot_set_free);
   g_clear_pointer (&self->freezing, hot_set_free);
   g_clear_pointer (&self->new_gen, generation_free);
@@ -3446,7 +3625,12 @@ fl_store_init (FlStore *self)
   self->device_saves = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->gens = g_ptr_array_new_with_free_func ((GDestroyNotify) generation_free);
   self->numbers = g_array_new (FALSE, FALSE, sizeof (DataNumber));
+  self->hashes = g_array_new (FALSE, FALSE, sizeof (guint64));
   self->ix_pending = g_array_new (FALSE, FALSE, sizeof (IxEntry));
+  self->ix_by_seq = g_array_new (FALSE, FALSE, sizeof (IxEntry));
+  self->ix_by_ts = g_array_new (FALSE, FALSE, sizeof (IxEntry));
+  g_mutex_init (&self->ckpt_lock);
+  g_cond_init (&self->ckpt_cond);
   self->generation_size = DEFAULT_GENERATION_SIZE;
   self->index_batch = DEFAULT_INDEX_BATCH;
   self->rollup_batch = DEFAULT_ROLLUP_BATCH;
@@ -3490,9 +3674,9 @@ fl_store_open (const char  *path,
   self->wstmts = stmt_cache_new ();
 
   pragma = g_strdup_printf ("PRAGMA cache_size = -%d;"
-                            "PRAGMA wal_autocheckpoint = %d;"
+                            "PRAGMA wal_autocheckpoint = 0;"
                             "PRAGMA journal_size_limit = %d;",
-                            WRITER_CACHE_KIB, WAL_AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT);
+                            WRITER_CACHE_KIB, JOURNAL_SIZE_LIMIT);
   /* WAL + synchronous=NORMAL: see the top of this file */
   if (!query_int64 (self->db, "PRAGMA journal_mode = WAL", &rc64, error) ||
       !exec_sql (self->db, "PRAGMA synchronous = NORMAL;"
@@ -3538,6 +3722,7 @@ fl_store_open (const char  *path,
     return NULL;
   self->closed = FALSE;
   self->writer_thread = g_thread_new ("fl-store-writer", writer_thread_func, self);
+  self->ckpt_thread = g_thread_new ("fl-store-ckpt", checkpoint_thread_func, self);
 
   return g_steal_pointer (&self);
 }
@@ -3549,6 +3734,12 @@ fl_store_writer_stop (FlStore *self)
 
   req->kind = REQ_CLOSE;
   g_async_queue_push (self->queue, req);
+  g_mutex_lock (&self->ckpt_lock);
+  self->ckpt_quit = TRUE;
+  g_cond_signal (&self->ckpt_cond);
+  g_mutex_unlock (&self->ckpt_lock);
+  if (self->ckpt_thread != NULL)
+    g_thread_join (g_steal_pointer (&self->ckpt_thread));
   g_thread_join (g_steal_pointer (&self->writer_thread));
 }
 

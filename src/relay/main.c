@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <glib-unix.h>
 #include <locale.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -164,6 +165,11 @@ serve (void)
 
   raise_fd_limit ();
   signal (SIGPIPE, SIG_IGN);
+
+  /* Each password check borrows 19 MiB (argon2id).  glibc would raise its
+   * mmap threshold after the first one and keep the memory in the heap
+   * for good; a fixed threshold hands it back when the check is done. */
+  mallopt (M_MMAP_THRESHOLD, 256 * 1024);
 
   relay = fl_relay_new (&options, &error);
   if (relay == NULL)
