@@ -357,181 +357,6 @@ hot_set_foreach_match (const HotSet *hs,
   return FALSE;
 }
 
-/* ---- numbers in the data object of an event's JSON text ---------------
- * The writer takes the metrics from the text it has just built (warm in
- * the cache, contiguous) rather than walking the json-glib tree, whose
- * first walk on the writer's core costs several cache misses per member. */
-
-static inline const char *
-skip_ws (const char *p,
-         const char *end)
-{
-  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-    p++;
-  return p;
-}
-
-/* p at the opening quote; returns just past the closing one, or NULL.
- * *escaped tells whether the string holds a backslash. */
-static const char *
-skip_string (const char *p,
-             const char *end,
-             gboolean   *escaped)
-{
-  *escaped = FALSE;
-  for (p++; p < end; p++)
-    {
-      if (*p == '\\')
-        {
-          *escaped = TRUE;
-          p++;
-        }
-      else if (*p == '"')
-        return p + 1;
-    }
-  return NULL;
-}
-
-static const char *
-skip_value (const char *p,
-            const char *end)
-{
-  gboolean escaped;
-  int depth = 0;
-
-  if (p >= end)
-    return NULL;
-  if (*p == '"')
-    return skip_string (p, end, &escaped);
-  if (*p != '{' && *p != '[')
-    {
-      while (p < end && *p != ',' && *p != '}' && *p != ']' &&
-             *p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
-        p++;
-      return p;
-    }
-  for (; p < end; p++)
-    {
-      if (*p == '"')
-        {
-          p = skip_string (p, end, &escaped);
-          if (p == NULL)
-            return NULL;
-          p--;
-        }
-      else if (*p == '{' || *p == '[')
-        depth++;
-      else if (*p == '}' || *p == ']')
-        {
-          if (--depth == 0)
-            return p + 1;
-        }
-    }
-  return NULL;
-}
-
-typedef struct {
-  const char *name;   /* into the text, not NUL-terminated */
-  guint       name_len;
-  double      value;
-} DataNumber;
-
-/* Collects into out each member of the top-level "data" object whose
- * value is a JSON number.  Returns FALSE when the text is not as expected
- * (or a data key has escapes, or is very long): the caller then walks the
- * JsonObject instead. */
-static gboolean
-scan_data_numbers (const char *json,
-                   gsize       length,
-                   GArray     *out)
-{
-  const char *p = json, *end = json + length;
-  gboolean escaped;
-
-  g_array_set_size (out, 0);
-  p = skip_ws (p, end);
-  if (p >= end || *p != '{')
-    return FALSE;
-  p++;
-  for (;;)
-    {
-      const char *key, *key_end;
-
-      p = skip_ws (p, end);
-      if (p < end && *p == ',')
-        p = skip_ws (p + 1, end);
-      if (p >= end)
-        return FALSE;
-      if (*p == '}')
-        return TRUE;   /* no data member */
-      if (*p != '"')
-        return FALSE;
-      key = p + 1;
-      p = skip_string (p, end, &escaped);
-      if (p == NULL)
-        return FALSE;
-      key_end = p - 1;
-      p = skip_ws (p, end);
-      if (p >= end || *p != ':')
-        return FALSE;
-      p = skip_ws (p + 1, end);
-      if (p >= end)
-        return FALSE;
-      if (key_end - key == 4 && memcmp (key, "data", 4) == 0 && *p == '{')
-        break;
-      p = skip_value (p, end);
-      if (p == NULL)
-        return FALSE;
-    }
-
-  /* the members of data */
-  p++;
-  for (;;)
-    {
-      const char *key, *key_end;
-
-      p = skip_ws (p, end);
-      if (p < end && *p == ',')
-        p = skip_ws (p + 1, end);
-      if (p >= end)
-        return FALSE;
-      if (*p == '}')
-        return TRUE;
-      if (*p != '"')
-        return FALSE;
-      key = p + 1;
-      p = skip_string (p, end, &escaped);
-      if (p == NULL || escaped)
-        return FALSE;
-      key_end = p - 1;
-      p = skip_ws (p, end);
-      if (p >= end || *p != ':')
-        return FALSE;
-      p = skip_ws (p + 1, end);
-      if (p >= end)
-        return FALSE;
-      if (*p == '-' || (*p >= '0' && *p <= '9'))
-        {
-          char *num_end = NULL;
-          DataNumber n;
-
-          n.value = g_ascii_strtod (p, &num_end);
-          if (num_end == NULL || num_end == p || key_end - key > 255)
-            return FALSE;
-          n.name = key;
-          n.name_len = (guint) (key_end - key);
-          g_array_append_val (out, n);
-          p = num_end;
-        }
-      else
-        {
-          p = skip_value (p, end);
-          if (p == NULL)
-            return FALSE;
-        }
-    }
-}
-
 /* ---- rollup cells (writer memory) -------------------------------------- */
 
 typedef struct {
@@ -686,7 +511,6 @@ hash_seq_cmp (gconstpointer a,
 typedef struct {
   sqlite3    *db;
   GHashTable *stmts;   /* SQL text (static) -> sqlite3_stmt */
-  JsonParser *parser;
 } Reader;
 
 /* ---- the store ----------------------------------------------------------- */
@@ -731,7 +555,6 @@ struct _FlStore
   gint64        roll_first_pending_usec;
   gint64        last_index_usec;
   GHashTable   *device_saves;  /* device id -> text, per group */
-  GArray       *numbers;       /* DataNumber scratch */
   GArray       *hashes;        /* guint64 scratch */
   GArray       *ix_pending;    /* IxEntry after the batch being built, if valid */
   gboolean      ix_pending_valid;
@@ -2078,7 +1901,6 @@ writer_append_event (FlStore     *self,
   guint32 type_id;
   gint64 seq, ts;
   sqlite3_stmt *stmt;
-  JsonObject *data;
   const char *json;
 
   if (!writer_lookup (self, id, h, dup, error))
@@ -2138,44 +1960,13 @@ writer_append_event (FlStore     *self,
   {
     RollScan scan = { self, device, ts, error, 0 };
 
-    if (scan_data_numbers (json, fl_event_get_json_length (event), self->numbers))
+    /* the codec collected them while validating the event */
+    for (guint i = 0; i < fl_event_get_n_fields (event); i++)
       {
-        for (guint i = 0; i < self->numbers->len; i++)
-          {
-            const DataNumber *n = &g_array_index (self->numbers, DataNumber, i);
-            char name[256];
+        const FlEventField *field = fl_event_get_field (event, i);
 
-            memcpy (name, n->name, n->name_len);
-            name[n->name_len] = '\0';
-            if (!roll_scan_number (name, n->value, &scan))
-              return FALSE;
-          }
-      }
-    else if ((data = fl_event_get_data (event)) != NULL)
-      {
-        /* unusual text: walk the object */
-        JsonObjectIter iter;
-        const char *name;
-        JsonNode *node;
-
-        json_object_iter_init (&iter, data);
-        while (json_object_iter_next (&iter, &name, &node))
-          {
-            GType vt;
-            double value;
-
-            if (JSON_NODE_TYPE (node) != JSON_NODE_VALUE)
-              continue;
-            vt = json_node_get_value_type (node);
-            if (vt == G_TYPE_INT64)
-              value = (double) json_node_get_int (node);
-            else if (vt == G_TYPE_DOUBLE)
-              value = json_node_get_double (node);
-            else
-              continue;
-            if (!roll_scan_number (name, value, &scan))
-              return FALSE;
-          }
+        if (field->text == NULL && !roll_scan_number (field->name, field->number, &scan))
+          return FALSE;
       }
     writer_roll_note_event (self, device);
   }
@@ -2624,7 +2415,6 @@ static void
 reader_free (Reader *r)
 {
   g_clear_pointer (&r->stmts, g_hash_table_unref);
-  g_clear_object (&r->parser);
   if (r->db != NULL)
     sqlite3_close (r->db);
   g_free (r);
@@ -2650,7 +2440,6 @@ reader_new (const char  *path,
       return NULL;
     }
   r->stmts = stmt_cache_new ();
-  r->parser = json_parser_new_immutable ();
   return r;
 }
 
@@ -2733,17 +2522,9 @@ reader_load_event (Reader      *r,
     }
   options.received_at = sqlite3_column_int64 (stmt, 1);
   options.max_event_size = G_MAXSIZE;
-  if (!json_parser_load_from_data (r->parser,
-                                   (const char *) sqlite3_column_text (stmt, 0),
-                                   sqlite3_column_bytes (stmt, 0), &local))
-    {
-      sqlite3_reset (stmt);
-      g_set_error (error, FL_STORE_ERROR, FL_STORE_ERROR_FAILED,
-                   "Stored event %" G_GINT64_FORMAT " is not JSON: %s", seq, local->message);
-      return NULL;
-    }
+  event = fl_event_parse ((const char *) sqlite3_column_text (stmt, 0), sqlite3_column_bytes (stmt, 0),
+                          &options, &local);
   sqlite3_reset (stmt);
-  event = fl_event_from_json_node (json_parser_get_root (r->parser), &options, &local);
   if (event == NULL)
     {
       g_set_error (error, FL_STORE_ERROR, FL_STORE_ERROR_FAILED,
@@ -3580,7 +3361,6 @@ fl_store_finalize (GObject *object)
   g_clear_pointer (&self->device_slots, g_ptr_array_unref);
   g_clear_pointer (&self->freeze_entries, g_free);
   g_clear_pointer (&self->device_saves, g_hash_table_unref);
-  g_clear_pointer (&self->numbers, g_array_unref);
   g_clear_pointer (&self->hashes, g_array_unref);
   g_clear_pointer (&self->ix_pending, g_array_unref);
   g_clear_pointer (&self->ix_by_seq, g_array_unref);
@@ -3624,7 +3404,6 @@ fl_store_init (FlStore *self)
   self->metric_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->device_saves = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->gens = g_ptr_array_new_with_free_func ((GDestroyNotify) generation_free);
-  self->numbers = g_array_new (FALSE, FALSE, sizeof (DataNumber));
   self->hashes = g_array_new (FALSE, FALSE, sizeof (guint64));
   self->ix_pending = g_array_new (FALSE, FALSE, sizeof (IxEntry));
   self->ix_by_seq = g_array_new (FALSE, FALSE, sizeof (IxEntry));
