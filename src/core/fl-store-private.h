@@ -38,6 +38,31 @@ gint64   _fl_store_get_writer_cpu_usec   (FlStore *self);
 /* SQLite probes done by dedupe lookups (Bloom positives and hot hits). */
 guint64  _fl_store_get_dedupe_probes     (FlStore *self);
 
+/* What the writer did besides appending (counters since open). */
+typedef struct {
+  guint64 slices;            /* maintenance transactions */
+  guint64 slice_max_usec;    /* longest of them, work and commit */
+  guint64 freezes;           /* generations written */
+  guint64 index_batches;     /* index batches completed */
+  guint64 rollup_rounds;     /* full rollup writes completed */
+  guint64 rollup_devices;    /* single-device rollup writes */
+  guint64 checkpoints;       /* checkpointer passes */
+  guint64 wal_restarts;      /* times the WAL started over from its beginning */
+  guint64 wal_max_bytes;     /* largest WAL seen after a commit */
+} FlStoreMaintenanceStats;
+
+void     _fl_store_get_maintenance_stats (FlStore                 *self,
+                                          FlStoreMaintenanceStats *stats);
+
+/* Bytes of heap the store holds outside SQLite: hot sets, Bloom filters,
+ * rollup cells, index batches (capacities, not estimates of use). */
+guint64  _fl_store_get_heap_bytes        (FlStore *self);
+
+/* Test hook: every row a maintenance slice writes also sleeps usec (a
+ * slow disk); slices still end at their time budget. */
+void     _fl_store_set_maintenance_delay (FlStore *self,
+                                          guint    usec);
+
 /* FL_STORE_HASH_BITS=n in the environment at open keeps only n bits of
  * every id hash (tests: forces hash collisions between distinct ids). */
 

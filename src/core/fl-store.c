@@ -19,7 +19,7 @@
  *   set (open addressing, hash -> seq).  When it holds generation_size
  *   entries it is frozen: sorted by hash and written to `dedupe` (gen,
  *   hash, seq), a WITHOUT ROWID table that therefore only gets appends, in
- *   slices over several groups, with a split-block Bloom filter (~10 bits
+ *   maintenance slices, with a split-block Bloom filter (~10 bits
  *   per id, kept in `gens` and loaded at open).  A lookup checks the hot
  *   set(s) and the Bloom filters and only probes SQLite on a hit; every
  *   hash match is confirmed by comparing the stored id text, so distinct
@@ -31,9 +31,9 @@
  * - Lookup indexes are built behind the log: `ix_dev_seq` (device, seq)
  *   and `ix_dev_ts` (device, ts, seq), WITHOUT ROWID and covering (ts,
  *   type).  A batch (index_batch rows, or what is there after
- *   INDEX_MAX_AGE_USEC) is sorted in each index's key order, so it dirties
- *   about one leaf page per device, and is written in slices of devices
- *   over several groups (short stalls); it counts once complete
+ *   INDEX_MAX_AGE_USEC) is sorted in each index's key order (in linear
+ *   time), so it dirties about one leaf page per device, and is written in
+ *   maintenance slices; it counts once complete
  *   (meta.indexed_upto).  Queries read the indexes for seq <= indexed_upto
  *   and scan the un-indexed tail of the narrow log.
  *
@@ -50,13 +50,19 @@
  *
  * - Threads.  One writer thread owns the write connection.  It blocks for
  *   the first queued request, drains what else is queued (up to
- *   GROUP_MAX_EVENTS events), runs one transaction, commits, and only then
- *   completes the requests' tasks (one idle source per main context per
- *   group).  Two reader threads (a GThreadPool) answer queries, each with a
+ *   GROUP_MAX_EVENTS events), runs one transaction of appends only,
+ *   commits, and only then completes the requests' tasks (one idle source
+ *   per main context per group).  Maintenance (generation freezes, index
+ *   batches, rollup writes) runs in transactions of its own, each about
+ *   MAINT_SLICE_USEC of work, when the queue is empty, so an append waits
+ *   for one short slice at most; when maintenance lags (sustained load)
+ *   one longer slice also runs after each group.  A generation's sort and
+ *   Bloom filter are built on a short-lived helper thread.  Two reader threads (a GThreadPool) answer queries, each with a
  *   read-only connection of its own, in WAL mode, so they never block the
  *   writer.  The in-memory dedupe state is shared with readers (get_event)
  *   under a GRWLock.  A checkpointer thread copies the WAL into the
- *   database (see checkpoint_thread_func).
+ *   database and makes it start over (see checkpoint_thread_func); the
+ *   writer never checkpoints or syncs.
  *
  * - Durability.  WAL with synchronous=NORMAL: a commit is atomic and
  *   survives a crash of the process (the WAL frames are in the OS page
@@ -91,18 +97,22 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define DEFAULT_INDEX_BATCH       65536
 #define DEFAULT_ROLLUP_BATCH      262144
 #define ROLLUP_DEVICE_MAX_PENDING 2048     /* a chatty device is written alone */
+#define ROLLUP_DEVICE_MAX_CELLS   256      /* so is one with many cells (a short write) */
 #define ROLLUP_MAX_CELLS          131072   /* memory bound of the cells */
 #define ROLLUP_MAX_AGE_USEC       (30 * G_USEC_PER_SEC)
 #define INDEX_MAX_AGE_USEC        (2 * G_USEC_PER_SEC)
-#define FREEZE_SLICE              16384    /* dedupe rows written per group */
 #define IDLE_TICK_USEC            (1 * G_USEC_PER_SEC)
 #define IDLE_INDEX_MIN_ROWS       1024
 #define N_READERS                 2
 #define WRITER_CACHE_KIB          16384
 #define READER_CACHE_KIB          4096
-#define CHECKPOINT_EVERY_BYTES    (16 * 1024 * 1024)   /* WAL growth that wakes the checkpointer */
-#define WAL_RESET_BYTES           (96 * 1024 * 1024)   /* the writer then finishes it, so it restarts */
-#define INDEX_SLICE               8192     /* index rows written per group */
+#define CHECKPOINT_EVERY_BYTES    (4 * 1024 * 1024)    /* WAL growth that wakes the checkpointer */
+#define WAL_RESTART_BYTES         (32 * 1024 * 1024)   /* then the WAL is made to start over */
+#define WAL_RESTART_WAIT_USEC     (20 * 1000)          /* the writer waits that long at most */
+#define WAL_RESTART_EVERY_USEC    (100 * 1000)         /* between two attempts */
+#define WAL_RESTART_MAX_LEFT      256                  /* frames not checkpointed yet, at most */
+#define MAINT_SLICE_USEC          1500     /* a maintenance transaction, queue empty */
+#define MAINT_BACKLOG_SLICE_USEC  8000     /* one between groups when maintenance lags */
 #define JOURNAL_SIZE_LIMIT        (64 * 1024 * 1024)
 #define BLOOM_BITS_PER_KEY        10
 
@@ -419,17 +429,6 @@ typedef struct {
 } IxEntry;
 
 static int
-ix_cmp_dev_seq (gconstpointer a,
-                gconstpointer b)
-{
-  const IxEntry *x = a, *y = b;
-
-  if (x->device != y->device)
-    return x->device < y->device ? -1 : 1;
-  return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
-static int
 ix_cmp_dev_ts (gconstpointer a,
                gconstpointer b)
 {
@@ -563,6 +562,15 @@ struct _FlStore
   guint         ix_pos_seq;
   guint         ix_pos_ts;
   gint64        ix_build_upto; /* 0: no batch being built */
+  GPtrArray    *roll_round;    /* DeviceSlot (borrowed) of a full rollup write, id order */
+  guint         roll_round_pos;
+  gint64        roll_round_upto;
+  gint          wal_frames;    /* from the WAL hook, after each commit */
+  gint          page_size;
+  gint64        last_size_usec;
+  guint         maint_delay_usec; /* test hook: per row of maintenance */
+  GThread      *freeze_thread; /* sorts the entries of freezing, builds new_gen's filter */
+  gint          freeze_ready;  /* atomic: freeze_thread is done */
 
   /* the checkpointer: copies WAL frames into the database off the writer */
   GThread      *ckpt_thread;
@@ -571,6 +579,9 @@ struct _FlStore
   gboolean      ckpt_wanted;
   gboolean      ckpt_quit;
   guint64       ckpt_signalled_at;   /* WAL size at the last wake-up */
+  gint          ckpt_restart;        /* RESTART_*: the writer waits for a WAL restart */
+  gint64        last_restart_usec;   /* writer: last attempt */
+  gint          ckpt_backfilled;     /* atomic: frames in the database after the last pass */
 
   /* dedupe state, shared with readers under dedupe_lock; the writer
    * reads it without the lock (it is the only one to change it) */
@@ -598,6 +609,7 @@ struct _FlStore
   gint64        busy_cpu_usec;
   guint64       dedupe_probes;
   guint         n_gens;
+  FlStoreMaintenanceStats mstats;
 };
 
 G_DEFINE_FINAL_TYPE (FlStore, fl_store, G_TYPE_OBJECT)
@@ -817,7 +829,7 @@ fail:
 
 /* ---- counters ------------------------------------------------------------ */
 
-/* Returns the size of the WAL. */
+/* Returns the size of the WAL file. */
 static guint64
 update_size (FlStore *self)
 {
@@ -841,17 +853,26 @@ thread_cpu_usec (void)
   return (gint64) ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
+enum {
+  RESTART_NONE,
+  RESTART_WANTED,     /* the writer waits, no transaction open */
+  RESTART_RUNNING,    /* the checkpointer writes: the writer must wait */
+};
+
 /* ---- the checkpointer -----------------------------------------------
- * The writer does not checkpoint on commit (wal_autocheckpoint = 0): this
- * thread, on its own connection, copies WAL frames into the database with
- * PASSIVE checkpoints (never blocking the writer or readers) whenever the
- * WAL grew by CHECKPOINT_EVERY_BYTES.  Under continuous writes a
- * checkpoint never catches up with the writer, and the WAL only restarts
- * from its beginning when everything in it is copied at the moment a
- * write transaction starts; so once it is over WAL_RESET_BYTES the writer
- * runs a PASSIVE checkpoint itself between two transactions (little is
- * left to copy by then), and the next transaction restarts it.
- * journal_size_limit truncates the file then. */
+ * The writer does not checkpoint on commit (wal_autocheckpoint = 0; its
+ * WAL hook only records the WAL's size): this thread, on its own
+ * connection, copies WAL frames into the database with PASSIVE
+ * checkpoints (never blocking the writer or readers) whenever the WAL
+ * grew by CHECKPOINT_EVERY_BYTES.  Under continuous writes a checkpoint
+ * never quite catches up, and the WAL only starts over when everything
+ * in it is copied at the moment a write transaction starts.  So once the
+ * WAL is over WAL_RESTART_BYTES and the checkpointer is nearly caught up,
+ * the writer, with its queue empty, waits (WAL_RESTART_WAIT_USEC at most)
+ * while the checkpointer copies the rest and runs a one-row write
+ * transaction itself, which starts the WAL over and pays the sync of its
+ * new header (writer_wal_restart); journal_size_limit truncates the file
+ * then. */
 
 static gpointer
 checkpoint_thread_func (gpointer data)
@@ -877,43 +898,119 @@ checkpoint_thread_func (gpointer data)
     {
       int log = 0, done = 0, rc;
 
-      while (!self->ckpt_wanted && !self->ckpt_quit)
+      gboolean restart;
+
+      while (!self->ckpt_wanted && !self->ckpt_quit && self->ckpt_restart != RESTART_WANTED)
         g_cond_wait (&self->ckpt_cond, &self->ckpt_lock);
       if (self->ckpt_quit)
         break;
+      restart = self->ckpt_restart == RESTART_WANTED;
       self->ckpt_wanted = FALSE;
       g_mutex_unlock (&self->ckpt_lock);
       {
         gint64 t0 = g_get_monotonic_time ();
 
         rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        __atomic_fetch_add (&self->mstats.checkpoints, 1, __ATOMIC_RELAXED);
+        __atomic_store_n (&self->ckpt_backfilled, rc == SQLITE_OK ? done : 0, __ATOMIC_RELAXED);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
           g_warning ("Checkpoint failed: %s", sqlite3_errmsg (db));
         g_debug ("Checkpoint: rc %d, %d of %d frames, %.1f ms", rc, done, log,
                  (g_get_monotonic_time () - t0) / 1000.0);
       }
       g_mutex_lock (&self->ckpt_lock);
+      if (restart && self->ckpt_restart == RESTART_WANTED)
+        {
+          /* Everything is in the database and the writer waits: a small
+           * write transaction here starts the WAL over (and pays the
+           * sync of its new header), so the writer never does. */
+          if (rc == SQLITE_OK && done == log && log > 0)
+            {
+              self->ckpt_restart = RESTART_RUNNING;
+              g_mutex_unlock (&self->ckpt_lock);
+              if (!exec_sql (db, "BEGIN IMMEDIATE;"
+                                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_restart', 0);"
+                                 "COMMIT", &error))
+                {
+                  g_warning ("Checkpointer: %s", error->message);
+                  g_clear_error (&error);
+                  exec_sql (db, "ROLLBACK", NULL);
+                }
+              g_mutex_lock (&self->ckpt_lock);
+            }
+          self->ckpt_restart = RESTART_NONE;
+          g_cond_broadcast (&self->ckpt_cond);
+        }
     }
   g_mutex_unlock (&self->ckpt_lock);
   sqlite3_close (db);
   return NULL;
 }
 
+/* With the queue empty and a large WAL: waits (WAL_RESTART_WAIT_USEC at
+ * most) while the checkpointer copies the rest of the WAL and makes it
+ * start over.  Under continuous commits a PASSIVE checkpoint never
+ * catches up, so the WAL would only grow. */
 static void
-checkpoint_after_commit (FlStore *self,
-                         guint64  wal_bytes)
+writer_wal_restart (FlStore *self)
 {
-  if (wal_bytes >= WAL_RESET_BYTES)
-    {
-      gint64 t0 = g_get_monotonic_time ();
-      int log = 0, done = 0;
-      int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+  gint64 now = g_get_monotonic_time (), end = now + WAL_RESTART_WAIT_USEC;
+  guint64 over = (guint64) self->wal_frames * (self->page_size + 24) / WAL_RESTART_BYTES;
+  gint max_left;
 
-      g_debug ("Writer checkpoint (WAL %" G_GUINT64_FORMAT " MiB): rc %d, %d of %d frames, %.1f ms",
-               wal_bytes >> 20, rc, done, log, (g_get_monotonic_time () - t0) / 1000.0);
-      self->ckpt_signalled_at = 0;
+  if (over == 0 || now - self->last_restart_usec < WAL_RESTART_EVERY_USEC)
+    return;
+  /* the larger the WAL, the longer a final pass we accept */
+  max_left = WAL_RESTART_MAX_LEFT << MIN (over - 1, 4);
+  g_mutex_lock (&self->ckpt_lock);
+  if (self->wal_frames - __atomic_load_n (&self->ckpt_backfilled, __ATOMIC_RELAXED) > max_left)
+    {
+      /* let it catch up first, without waiting: the final pass is short */
+      self->ckpt_wanted = TRUE;
+      g_cond_signal (&self->ckpt_cond);
+      g_mutex_unlock (&self->ckpt_lock);
       return;
     }
+  self->last_restart_usec = now;
+  self->ckpt_restart = RESTART_WANTED;
+  g_cond_signal (&self->ckpt_cond);
+  while (self->ckpt_restart == RESTART_WANTED &&
+         g_cond_wait_until (&self->ckpt_cond, &self->ckpt_lock, end))
+    ;
+  if (self->ckpt_restart == RESTART_WANTED)
+    self->ckpt_restart = RESTART_NONE;   /* too slow: go on */
+  while (self->ckpt_restart == RESTART_RUNNING)
+    g_cond_wait (&self->ckpt_cond, &self->ckpt_lock);
+  g_mutex_unlock (&self->ckpt_lock);
+  g_debug ("WAL restart attempt: %.1f ms", (g_get_monotonic_time () - now) / 1000.0);
+}
+
+/* The writer connection's WAL hook: called after each commit with the
+ * WAL's size in frames (it drops when the WAL starts over). */
+static int
+wal_hook_cb (void       *data,
+             sqlite3    *db,
+             const char *name,
+             int         n_frames)
+{
+  FlStore *self = data;
+
+  if (n_frames < self->wal_frames)
+    self->mstats.wal_restarts++;
+  self->wal_frames = n_frames;
+  return SQLITE_OK;
+}
+
+/* Wakes the checkpointer when the WAL grew by CHECKPOINT_EVERY_BYTES
+ * since it last did; the writer itself never checkpoints. */
+static void
+checkpoint_after_commit (FlStore *self)
+{
+  guint64 frame_bytes = (guint64) self->page_size + 24;
+  guint64 wal_bytes = (guint64) self->wal_frames * frame_bytes;
+
+  if (wal_bytes > self->mstats.wal_max_bytes)
+    self->mstats.wal_max_bytes = wal_bytes;
   if (wal_bytes < self->ckpt_signalled_at)
     self->ckpt_signalled_at = 0;   /* it restarted */
   if (wal_bytes - self->ckpt_signalled_at >= CHECKPOINT_EVERY_BYTES)
@@ -1021,6 +1118,7 @@ static gboolean writer_roll_add_event_values (FlStore *self, DeviceSlot *slot,
                                               gint64 ts, const char *metric,
                                               double value, GError **error);
 static gboolean writer_roll_flush_all (FlStore *self, GError **error);
+static gboolean writer_freeze_prepared (FlStore *self, gboolean wait);
 static void writer_roll_note_event (FlStore *self, DeviceSlot *slot);
 
 /* Accumulates the events that are not in the rollups yet, from their
@@ -1085,6 +1183,8 @@ writer_load_state (FlStore  *self,
   gint64 salt;
   guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
 
+  writer_freeze_prepared (self, TRUE);
+  g_clear_pointer (&self->roll_round, g_ptr_array_unref);
   g_ptr_array_set_size (self->dirty_devices, 0);
   g_ptr_array_set_size (self->full_devices, 0);
   g_ptr_array_set_size (self->device_slots, 0);
@@ -1318,6 +1418,11 @@ writer_roll_add (FlStore    *self,
       cell->count = 1;
       g_hash_table_add (slot->cells, cell);
       self->roll_cells++;
+      if (g_hash_table_size (slot->cells) >= ROLLUP_DEVICE_MAX_CELLS && !slot->queued)
+        {
+          slot->queued = TRUE;
+          g_ptr_array_add (self->full_devices, slot);
+        }
       return;
     }
   if (value < cell->min)
@@ -1502,6 +1607,21 @@ writer_roll_flush_all (FlStore  *self,
   gint64 upto = self->next_seq - 1;
   guint n = self->dirty_devices->len;
 
+  /* a round in progress: its devices are not in dirty_devices */
+  if (self->roll_round != NULL)
+    {
+      for (; self->roll_round_pos < self->roll_round->len; self->roll_round_pos++)
+        {
+          DeviceSlot *slot = g_ptr_array_index (self->roll_round, self->roll_round_pos);
+
+          if (!writer_roll_flush_device (self, slot, error))
+            return FALSE;
+          slot->dirty = FALSE;
+          slot->queued = FALSE;
+        }
+      g_clear_pointer (&self->roll_round, g_ptr_array_unref);
+    }
+
   g_ptr_array_sort (self->dirty_devices, slot_cmp);
   for (guint i = 0; i < self->dirty_devices->len; i++)
     {
@@ -1522,25 +1642,85 @@ writer_roll_flush_all (FlStore  *self,
   return TRUE;
 }
 
+static inline gboolean slice_over (FlStore *self, guint *n, gint64 deadline);
+
+/* A full rollup write in slices: the devices dirty when it starts are
+ * written in id order, a range per maintenance transaction, each up to
+ * its newest event; once all are, every event up to the start is rolled
+ * up (meta rolled_upto).  Devices with events since then are dirty again
+ * for the next round. */
+static gboolean
+writer_roll_round_step (FlStore  *self,
+                        gint64    deadline,
+                        GError  **error)
+{
+  guint n = 0;
+
+  if (self->roll_round == NULL)
+    {
+      self->roll_round = g_steal_pointer (&self->dirty_devices);
+      self->dirty_devices = g_ptr_array_new ();
+      g_ptr_array_sort (self->roll_round, slot_cmp);
+      self->roll_round_pos = 0;
+      self->roll_round_upto = self->next_seq - 1;
+      self->roll_pending = 0;
+    }
+  while (self->roll_round_pos < self->roll_round->len)
+    {
+      DeviceSlot *slot = g_ptr_array_index (self->roll_round, self->roll_round_pos++);
+
+      if (!writer_roll_flush_device (self, slot, error))
+        return FALSE;
+      slot->dirty = FALSE;
+      slot->queued = FALSE;
+      n += 31;   /* a device is worth about 32 rows */
+      if (slice_over (self, &n, deadline))
+        break;
+    }
+  if (self->roll_round_pos < self->roll_round->len)
+    return TRUE;
+  if (!meta_set (self, "rolled_upto", self->roll_round_upto, error))
+    return FALSE;
+  self->rolled_upto = self->roll_round_upto;
+  g_clear_pointer (&self->roll_round, g_ptr_array_unref);
+  self->mstats.rollup_rounds++;
+  return TRUE;
+}
+
 /* ---- writer: index batches ------------------------------------------ */
 
-/* Writes entries[*pos..] (at most max of them) into one index. */
+/* TRUE when a maintenance slice has used its time (checked every 32
+ * rows; deadline G_MAXINT64: no limit).  n counts the slice's rows. */
+static inline gboolean
+slice_over (FlStore *self,
+            guint   *n,
+            gint64   deadline)
+{
+  if (G_UNLIKELY (self->maint_delay_usec != 0))
+    {
+      g_usleep (self->maint_delay_usec);
+      return deadline != G_MAXINT64 && g_get_monotonic_time () >= deadline;
+    }
+  return (++*n & 31) == 0 && deadline != G_MAXINT64 && g_get_monotonic_time () >= deadline;
+}
+
+/* Writes entries[*pos..] into one index until the deadline. */
 static gboolean
 writer_insert_ix (FlStore     *self,
                   const char  *sql,
                   GArray      *entries,
                   guint       *pos,
-                  guint        max,
+                  gint64       deadline,
                   GError     **error)
 {
   sqlite3_stmt *stmt = cached_stmt (self->db, self->wstmts, sql, error);
-  guint end = *pos + MIN (max, entries->len - *pos);
+  guint n = 0;
 
   if (stmt == NULL)
     return FALSE;
-  for (guint i = *pos; i < end; i++)
+  while (*pos < entries->len)
     {
-      const IxEntry *e = &g_array_index (entries, IxEntry, i);
+      const IxEntry *e = &g_array_index (entries, IxEntry, *pos);
 
       sqlite3_bind_int64 (stmt, 1, e->device);
       sqlite3_bind_int64 (stmt, 2, e->seq);
@@ -1548,8 +1728,10 @@ writer_insert_ix (FlStore     *self,
       sqlite3_bind_int64 (stmt, 4, e->type);
       if (!step_done (self->db, stmt, error))
         return FALSE;
+      (*pos)++;
+      if (slice_over (self, &n, deadline))
+        break;
     }
-  *pos = end;
   return TRUE;
 }
 
@@ -1564,6 +1746,7 @@ writer_index_done (FlStore  *self,
   /* a failed commit reloads the state, which resets all this */
   self->indexed_upto = upto;
   self->ix_build_upto = 0;
+  self->mstats.index_batches++;
   g_array_set_size (self->ix_by_seq, 0);
   g_array_set_size (self->ix_by_ts, 0);
   return TRUE;
@@ -1571,13 +1754,13 @@ writer_index_done (FlStore  *self,
 
 /* Indexes the log rows after indexed_upto.  A batch is sorted into each
  * index's key order, so it dirties about one leaf page per device; it is
- * written in slices of max_rows over several groups (each slice a range of
- * devices, so no page is written twice), and counts only once complete:
+ * written in slices over several maintenance transactions (each slice a
+ * range of devices, so no page is written twice), and counts only once complete:
  * readers take index rows with seq <= indexed_upto and scan the log after
  * it, so a partly written batch is invisible to them. */
 static gboolean
 writer_build_index (FlStore  *self,
-                    guint     max_rows,
+                    gint64    deadline,
                     GError  **error)
 {
   gint64 upto = self->next_seq - 1;
@@ -1617,22 +1800,61 @@ writer_build_index (FlStore  *self,
           return writer_index_done (self, upto, error);
         }
 
-      /* start a batch: what is pending now */
-      g_array_append_vals (self->ix_by_seq, self->ix_pending->data, self->ix_pending->len);
-      g_array_append_vals (self->ix_by_ts, self->ix_pending->data, self->ix_pending->len);
-      g_array_set_size (self->ix_pending, 0);
-      g_array_sort (self->ix_by_seq, ix_cmp_dev_seq);
-      g_array_sort (self->ix_by_ts, ix_cmp_dev_ts);
+      /* start a batch: what is pending now (in seq order), in linear time:
+       * a stable counting sort by device gives (device, seq) order, and
+       * within a device ts is nearly always ascending already */
+      {
+        guint n_dev = self->device_slots->len + 1;
+        g_autofree guint *start = g_new0 (guint, n_dev + 1);
+        const IxEntry *in = (const IxEntry *) self->ix_pending->data;
+        IxEntry *by_seq, *by_ts;
+        guint index_batch = __atomic_load_n (&self->index_batch, __ATOMIC_RELAXED);
+        /* a bounded batch (memory, and the length of its slices) */
+        guint n = MIN (self->ix_pending->len, 2 * MAX (index_batch, 32768u));
+
+        upto = in[n - 1].seq;
+
+        g_array_set_size (self->ix_by_seq, n);
+        g_array_set_size (self->ix_by_ts, n);
+        by_seq = (IxEntry *) self->ix_by_seq->data;
+        by_ts = (IxEntry *) self->ix_by_ts->data;
+        for (guint i = 0; i < n; i++)
+          start[MIN (in[i].device, n_dev - 1) + 1]++;
+        for (guint d = 1; d <= n_dev; d++)
+          start[d] += start[d - 1];
+        for (guint i = 0; i < n; i++)
+          by_seq[start[MIN (in[i].device, n_dev - 1)]++] = in[i];
+        memcpy (by_ts, by_seq, (gsize) n * sizeof (IxEntry));
+        for (guint i = 0; i < n;)
+          {
+            guint j = i + 1;
+            gboolean sorted = TRUE;
+
+            while (j < n && by_ts[j].device == by_ts[i].device)
+              {
+                if (sorted && ix_cmp_dev_ts (&by_ts[j - 1], &by_ts[j]) > 0)
+                  sorted = FALSE;
+                j++;
+              }
+            if (!sorted)
+              qsort (by_ts + i, j - i, sizeof (IxEntry), ix_cmp_dev_ts);
+            i = j;
+          }
+        g_array_remove_range (self->ix_pending, 0, n);
+      }
       self->ix_pos_seq = self->ix_pos_ts = 0;
       self->ix_build_upto = upto;
     }
 
   if (!writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_seq (device, seq, ts, type)"
                          " VALUES (?1, ?2, ?3, ?4)", self->ix_by_seq, &self->ix_pos_seq,
-                         max_rows, error) ||
-      !writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_ts (device, seq, ts, type)"
+                         deadline, error))
+    return FALSE;
+  if (self->ix_pos_seq < self->ix_by_seq->len)
+    return TRUE;
+  if (!writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_ts (device, seq, ts, type)"
                          " VALUES (?1, ?2, ?3, ?4)", self->ix_by_ts, &self->ix_pos_ts,
-                         max_rows, error))
+                         deadline, error))
     return FALSE;
   if (self->ix_pos_seq < self->ix_by_seq->len || self->ix_pos_ts < self->ix_by_ts->len)
     return TRUE;
@@ -1744,27 +1966,19 @@ writer_lookup (FlStore     *self,
   return TRUE;
 }
 
-/* Starts freezing the hot set into a generation, in memory only: its
- * entries sorted by hash and its Bloom filter.  Lookups (and readers) keep
- * seeing the entries in freezing; writer_freeze_step writes the rows, a
- * slice per group, then the gens row; writer_publish swaps them once that
- * has committed.  A crash in between leaves rows of an unknown generation,
- * which writer_recover deletes; the hot set is rebuilt from the log. */
-static void
-writer_freeze_start (FlStore *self)
+/* Sorts the entries of the frozen hot set by hash and builds the Bloom
+ * filter of new_gen, off the writer thread: self->freezing no longer
+ * changes, and the writer touches freeze_entries and new_gen->words only
+ * once freeze_ready is set (and the thread joined). */
+static gpointer
+freeze_prepare_func (gpointer data)
 {
-  HotSet *hs = self->hot;
-  HashSeq *entries;
-  Generation *g;
+  FlStore *self = data;
+  const HotSet *hs = self->freezing;
+  Generation *g = self->new_gen;
+  HashSeq *entries = g_new (HashSeq, hs->count);
   gsize n = 0;
-  gint64 last = self->next_seq - 1;
-  guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
 
-  g_assert (self->freezing == NULL && self->new_gen == NULL);
-  if (hs->count == 0)
-    return;
-
-  entries = g_new (HashSeq, hs->count);
   for (gsize i = 0; i <= hs->mask; i++)
     if (hs->offs[i] != 0)
       {
@@ -1774,54 +1988,101 @@ writer_freeze_start (FlStore *self)
       }
   g_assert (n == hs->count);
   qsort (entries, n, sizeof (HashSeq), hash_seq_cmp);
-
-  g = g_new0 (Generation, 1);
-  g->gen = self->next_gen;
-  g->first_seq = hs->base + 1;
-  g->last_seq = last;
   g->count = n;
   g->n_blocks = (guint32) MAX ((guint64) 1, (n * BLOOM_BITS_PER_KEY + 511) / 512);
   g->words = g_new0 (guint64, (gsize) g->n_blocks * 8);
   for (gsize i = 0; i < n; i++)
     bloom_add (g, (guint64) entries[i].hash);
+  self->freeze_entries = entries;
+  self->freeze_n = n;
+  __atomic_store_n (&self->freeze_ready, TRUE, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* TRUE when the generation being frozen can be written; wait: block
+ * until it can. */
+static gboolean
+writer_freeze_prepared (FlStore  *self,
+                        gboolean  wait)
+{
+  if (self->freeze_thread == NULL)
+    return TRUE;
+  if (!wait && !__atomic_load_n (&self->freeze_ready, __ATOMIC_ACQUIRE))
+    return FALSE;
+  g_thread_join (g_steal_pointer (&self->freeze_thread));
+  return TRUE;
+}
+
+/* Starts freezing the hot set into a generation: the hot set becomes
+ * `freezing` and a new one takes the next ids; a helper thread sorts its
+ * entries and builds the Bloom filter (writer_freeze_prepared).  Lookups
+ * (and readers) keep seeing the entries in freezing; writer_freeze_step
+ * writes the rows, a slice per maintenance transaction, then the gens
+ * row; writer_publish swaps them once that has committed.  A crash in
+ * between leaves rows of an unknown generation, which writer_recover
+ * deletes; the hot set is rebuilt from the log. */
+static void
+writer_freeze_start (FlStore *self)
+{
+  HotSet *hs = self->hot;
+  Generation *g;
+  gint64 last = self->next_seq - 1;
+  guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
+
+  g_assert (self->freezing == NULL && self->new_gen == NULL && self->freeze_thread == NULL);
+  if (hs->count == 0)
+    return;
+
+  g = g_new0 (Generation, 1);
+  g->gen = self->next_gen;
+  g->first_seq = hs->base + 1;
+  g->last_seq = last;
 
   g_rw_lock_writer_lock (&self->dedupe_lock);
   self->freezing = self->hot;
   self->hot = hot_set_new (last, (gsize) gen_size + GROUP_MAX_EVENTS);
   g_rw_lock_writer_unlock (&self->dedupe_lock);
   self->new_gen = g;
-  self->freeze_entries = entries;
-  self->freeze_n = n;
+  self->freeze_entries = NULL;
+  self->freeze_n = 0;
   self->freeze_pos = 0;
   self->freeze_done = FALSE;
-  g_debug ("Freezing generation %" G_GINT64_FORMAT ": %" G_GSIZE_FORMAT " ids", g->gen, n);
+  self->freeze_ready = FALSE;
+  self->freeze_thread = g_thread_new ("fl-store-freeze", freeze_prepare_func, self);
+  g_debug ("Freezing generation %" G_GINT64_FORMAT ": %" G_GSIZE_FORMAT " ids", g->gen, hs->count);
 }
 
+/* Writes the rows of the generation being frozen until the deadline;
+ * its gens row with the last of them.  Call once prepared. */
 static gboolean
 writer_freeze_step (FlStore  *self,
-                    gsize     max_rows,
+                    gint64    deadline,
                     GError  **error)
 {
   Generation *g = self->new_gen;
   g_autofree guint64 *le_words = NULL;
   sqlite3_stmt *stmt;
-  gsize end = self->freeze_pos + MIN (max_rows, self->freeze_n - self->freeze_pos);
+  guint n = 0;
 
+  g_assert (self->freeze_thread == NULL);
   stmt = cached_stmt (self->db, self->wstmts,
                       "INSERT INTO dedupe (gen, hash, seq) VALUES (?1, ?2, ?3)", error);
   if (stmt == NULL)
     return FALSE;
-  for (gsize i = self->freeze_pos; i < end; i++)
+  /* if this transaction fails, writer_recover starts over */
+  while (self->freeze_pos < self->freeze_n)
     {
+      gsize i = self->freeze_pos++;
+
       sqlite3_bind_int64 (stmt, 1, g->gen);
       sqlite3_bind_int64 (stmt, 2, self->freeze_entries[i].hash);
       sqlite3_bind_int64 (stmt, 3, self->freeze_entries[i].seq);
       if (!step_done (self->db, stmt, error))
         return FALSE;
+      if (slice_over (self, &n, deadline))
+        break;
     }
-  /* if this transaction fails, writer_recover starts over */
-  self->freeze_pos = end;
-  if (end < self->freeze_n)
+  if (self->freeze_pos < self->freeze_n)
     return TRUE;
 
   le_words = g_new (guint64, (gsize) g->n_blocks * 8);
@@ -1860,6 +2121,7 @@ writer_publish (FlStore *self)
   self->freeze_done = FALSE;
   self->frozen_upto = ((Generation *) g_ptr_array_index (self->gens, self->gens->len - 1))->last_seq;
   self->next_gen++;
+  self->mstats.freezes++;
   __atomic_store_n (&self->n_gens, self->gens->len, __ATOMIC_RELAXED);
   g_debug ("Generation %" G_GINT64_FORMAT " frozen", self->next_gen - 1);
 }
@@ -1998,73 +2260,167 @@ writer_save_devices (FlStore  *self,
   return TRUE;
 }
 
+/* What maintenance is due: MAINT_NONE, MAINT_DUE (run it while the
+ * queue is empty) or MAINT_BEHIND (it lags: run slices between groups
+ * too).  idle: nothing came for IDLE_TICK_USEC. */
+typedef enum {
+  MAINT_NONE,
+  MAINT_DUE,
+  MAINT_BEHIND,
+} MaintLevel;
+
+static MaintLevel
+writer_maintenance_due (FlStore  *self,
+                        gint64    now,
+                        gboolean  idle)
+{
+  guint index_batch = __atomic_load_n (&self->index_batch, __ATOMIC_RELAXED);
+  guint rollup_batch = __atomic_load_n (&self->rollup_batch, __ATOMIC_RELAXED);
+  guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
+  gint64 tail = self->next_seq - 1 - self->indexed_upto;
+  MaintLevel level = MAINT_NONE;
+
+  if (tail >= 2 * (gint64) index_batch ||
+      self->hot->count >= (gsize) gen_size + gen_size / 2 ||
+      self->roll_cells >= ROLLUP_MAX_CELLS + ROLLUP_MAX_CELLS / 2 ||
+      self->roll_pending >= 2 * (guint64) rollup_batch ||
+      self->full_devices->len > 0)
+    level = MAINT_BEHIND;
+
+  if (self->freezing != NULL)
+    {
+      if (!self->freeze_done && writer_freeze_prepared (self, FALSE))
+        return MAX (level, MAINT_DUE);
+    }
+  else if (self->hot->count >= gen_size)
+    return MAX (level, MAINT_DUE);
+  if (self->ix_build_upto != 0 || tail >= (gint64) index_batch ||
+      (tail >= IDLE_INDEX_MIN_ROWS && now - self->last_index_usec >= INDEX_MAX_AGE_USEC) ||
+      (idle && tail > 0))
+    return MAX (level, MAINT_DUE);
+  if (self->roll_round != NULL || self->full_devices->len > 0 ||
+      self->roll_pending >= rollup_batch || self->roll_cells >= ROLLUP_MAX_CELLS ||
+      (self->roll_pending > 0 && now - self->roll_first_pending_usec >= ROLLUP_MAX_AGE_USEC))
+    return MAX (level, MAINT_DUE);
+  return MAINT_NONE;   /* lagging, but waiting for the freeze thread */
+}
+
+/* Maintenance work until deadline (G_MAXINT64 with force: all of it,
+ * including the tail after the index batch being built).  Runs in a
+ * transaction of its own (writer_maintenance_slice), or in a group's for
+ * a sync or close. */
 static gboolean
 writer_maintenance (FlStore  *self,
                     gboolean  force,
                     gboolean  idle,
+                    gint64    deadline,
                     GError  **error)
 {
   guint index_batch = __atomic_load_n (&self->index_batch, __ATOMIC_RELAXED);
   guint rollup_batch = __atomic_load_n (&self->rollup_batch, __ATOMIC_RELAXED);
   guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
-  guint index_slice = CLAMP (index_batch / 8, 1, INDEX_SLICE);
-  guint freeze_slice = CLAMP (gen_size / 4, 1, FREEZE_SLICE);
   gint64 tail = self->next_seq - 1 - self->indexed_upto;
   gint64 now = g_get_monotonic_time ();
 
+  if (force)
+    deadline = G_MAXINT64;
+
+  /* dedupe first: the hot set is the largest piece of memory */
+  if (self->freezing == NULL && self->hot->count >= gen_size)
+    writer_freeze_start (self);
+  if (self->freezing != NULL && !self->freeze_done &&
+      writer_freeze_prepared (self, force) &&
+      !writer_freeze_step (self, deadline, error))
+    return FALSE;
+  if (g_get_monotonic_time () >= deadline)
+    return TRUE;
+
   /* index batches: large (cheap writes), or older than INDEX_MAX_AGE_USEC
-   * at lower rates (short stalls, short tails) */
+   * at lower rates (short tails) */
   if (self->ix_build_upto != 0)
     {
-      if (!writer_build_index (self, force ? G_MAXUINT : index_slice, error))
+      if (!writer_build_index (self, deadline, error))
         return FALSE;
     }
   else if (tail > 0 &&
-           (force || tail >= (gint64) index_batch ||
-            (tail >= IDLE_INDEX_MIN_ROWS &&
-             (idle || now - self->last_index_usec >= INDEX_MAX_AGE_USEC))))
+           (force || tail >= (gint64) index_batch || idle ||
+            (tail >= IDLE_INDEX_MIN_ROWS && now - self->last_index_usec >= INDEX_MAX_AGE_USEC)))
     {
-      if (!writer_build_index (self, force ? G_MAXUINT : index_slice, error))
-        return FALSE;
       self->last_index_usec = now;
+      if (!writer_build_index (self, deadline, error))
+        return FALSE;
     }
   /* forced: whatever came after the batch that was being built, too */
-  if (force && self->indexed_upto < self->next_seq - 1 &&
-      !writer_build_index (self, G_MAXUINT, error))
-    return FALSE;
+  while (force && self->indexed_upto < self->next_seq - 1)
+    if (!writer_build_index (self, G_MAXINT64, error))
+      return FALSE;
+  if (g_get_monotonic_time () >= deadline)
+    return TRUE;
 
   /* rollups: chatty devices alone, everything by count, age or memory */
-  if (force || self->roll_pending >= rollup_batch || self->roll_cells >= ROLLUP_MAX_CELLS ||
+  if (force)
+    return writer_roll_flush_all (self, error);
+  if (self->roll_round != NULL || self->roll_pending >= rollup_batch ||
+      self->roll_cells >= ROLLUP_MAX_CELLS ||
       (self->roll_pending > 0 && now - self->roll_first_pending_usec >= ROLLUP_MAX_AGE_USEC))
+    return writer_roll_round_step (self, deadline, error);
+  while (self->full_devices->len > 0)
     {
-      gint64 t0 = g_get_monotonic_time ();
-      guint64 cells = self->roll_cells;
+      DeviceSlot *slot = g_ptr_array_steal_index_fast (self->full_devices,
+                                                       self->full_devices->len - 1);
 
-      if (!writer_roll_flush_all (self, error))
+      slot->queued = FALSE;
+      if (!writer_roll_flush_device (self, slot, error))
         return FALSE;
-      g_debug ("Rollups of %" G_GUINT64_FORMAT " cells: %.1f ms", cells,
-               (g_get_monotonic_time () - t0) / 1000.0);
-    }
-  else
-    {
-      for (guint i = 0; i < self->full_devices->len; i++)
-        {
-          DeviceSlot *slot = g_ptr_array_index (self->full_devices, i);
-
-          if (!writer_roll_flush_device (self, slot, error))
-            return FALSE;
-          slot->queued = FALSE;
-        }
-      g_ptr_array_set_size (self->full_devices, 0);
-    }
-
-  /* a generation being frozen: a slice per group, all of it when forced */
-  if (self->freezing != NULL && !self->freeze_done)
-    {
-      if (!writer_freeze_step (self, force ? G_MAXSIZE : freeze_slice, error))
-        return FALSE;
+      self->mstats.rollup_devices++;
+      if (g_get_monotonic_time () >= deadline)
+        break;
     }
   return TRUE;
+}
+
+static void writer_fail (FlStore *self);
+
+/* One maintenance transaction of about budget_usec. */
+static gboolean
+writer_maintenance_slice (FlStore  *self,
+                          gint64    budget_usec,
+                          gboolean  idle,
+                          GError  **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  gint64 dt, t_work;
+  gint64 ix0 = self->indexed_upto, pos0 = self->freeze_pos;
+  gboolean round0 = self->roll_round != NULL, building0 = self->ix_build_upto != 0;
+  int rc;
+
+  if (!exec_sql (self->db, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  if (!writer_maintenance (self, FALSE, idle, t0 + budget_usec, error))
+    goto fail;
+  t_work = g_get_monotonic_time ();
+  rc = sqlite3_exec (self->db, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    {
+      set_sqlite_error (error, self->db, rc, "COMMIT");
+      goto fail;
+    }
+  writer_publish (self);
+  dt = g_get_monotonic_time () - t0;
+  if (dt > 4 * budget_usec)
+    g_debug ("Slow maintenance slice: %.1f ms work, %.1f ms commit (index %d->%d, freeze rows %"
+             G_GSIZE_FORMAT ", round %d->%d, indexed %" G_GINT64_FORMAT ")",
+             (t_work - t0) / 1000.0, (g_get_monotonic_time () - t_work) / 1000.0,
+             building0, self->ix_build_upto != 0, self->freeze_pos - pos0,
+             round0, self->roll_round != NULL, self->indexed_upto - ix0);
+  self->mstats.slices++;
+  if ((guint64) dt > self->mstats.slice_max_usec)
+    self->mstats.slice_max_usec = dt;
+  return TRUE;
+
+fail:
+  writer_fail (self);
+  return FALSE;
 }
 
 /* One group: one transaction.  Fills each request's results; on failure
@@ -2072,10 +2428,8 @@ writer_maintenance (FlStore  *self,
 static gboolean
 writer_run_group (FlStore    *self,
                   GPtrArray  *group,
-                  gboolean    idle,
                   GError    **error)
 {
-  guint gen_size = __atomic_load_n (&self->generation_size, __ATOMIC_RELAXED);
   gboolean force = FALSE, freeze = FALSE;
   guint64 stored = 0;
   gint64 t_start = g_get_monotonic_time (), t_appended, t_maintained, t_committed;
@@ -2093,9 +2447,6 @@ writer_run_group (FlStore    *self,
 
   if (!exec_sql (self->db, "BEGIN IMMEDIATE", error))
     return FALSE;
-
-  if (self->freezing == NULL && self->hot->count >= gen_size)
-    writer_freeze_start (self);
 
   for (guint i = 0; i < group->len; i++)
     {
@@ -2155,8 +2506,9 @@ writer_run_group (FlStore    *self,
     }
 
   t_appended = g_get_monotonic_time ();
+  /* maintenance only for a barrier (sync, close): see the writer loop */
   if (!writer_save_devices (self, error) ||
-      !writer_maintenance (self, force, idle, error))
+      (force && !writer_maintenance (self, TRUE, FALSE, G_MAXINT64, error)))
     goto fail;
   t_maintained = g_get_monotonic_time ();
   if (freeze)
@@ -2164,7 +2516,8 @@ writer_run_group (FlStore    *self,
       if (self->freezing == NULL)
         writer_freeze_start (self);
       if (self->freezing != NULL && !self->freeze_done &&
-          !writer_freeze_step (self, G_MAXSIZE, error))
+          (!writer_freeze_prepared (self, TRUE) ||
+           !writer_freeze_step (self, G_MAXINT64, error)))
         goto fail;
     }
 
@@ -2176,7 +2529,7 @@ writer_run_group (FlStore    *self,
     }
 
   t_committed = g_get_monotonic_time ();
-  if (t_committed - t_start > 50000)
+  if (t_committed - t_start > 10000)
     g_debug ("Slow group: %" G_GUINT64_FORMAT " events; appends %.1f ms, maintenance %.1f ms,"
              " commit %.1f ms", stored, (t_appended - t_start) / 1000.0,
              (t_maintained - t_appended) / 1000.0, (t_committed - t_maintained) / 1000.0);
@@ -2187,7 +2540,6 @@ writer_run_group (FlStore    *self,
   return TRUE;
 
 fail:
-  exec_sql (self->db, "ROLLBACK", NULL);
   /* the events' seq was set; they are not stored */
   for (guint i = 0; i < group->len; i++)
     {
@@ -2197,13 +2549,19 @@ fail:
         for (guint k = 0; k < req->accepted->len; k++)
           fl_event_set_seq (g_ptr_array_index (req->accepted, k), 0);
     }
-  {
-    g_autoptr(GError) local = NULL;
-
-    if (!writer_recover (self, &local))
-      g_warning ("Cannot reload the store state: %s", local->message);
-  }
+  writer_fail (self);
   return FALSE;
+}
+
+/* After a failed transaction: nothing in memory is trusted. */
+static void
+writer_fail (FlStore *self)
+{
+  g_autoptr(GError) local = NULL;
+
+  exec_sql (self->db, "ROLLBACK", NULL);
+  if (!writer_recover (self, &local))
+    g_warning ("Cannot reload the store state: %s", local->message);
 }
 
 /* Runs in the tasks' main context: each g_task_return_* then calls the
@@ -2291,6 +2649,21 @@ writer_complete (GPtrArray    *group,
     }
 }
 
+/* Between transactions: the WAL's size for fl_store_get_size_bytes
+ * (at most every 100 ms), and the checkpointer's wake-up. */
+static void
+writer_after_commit (FlStore *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  checkpoint_after_commit (self);
+  if (now - self->last_size_usec >= 100000)
+    {
+      self->last_size_usec = now;
+      update_size (self);
+    }
+}
+
 static gpointer
 writer_thread_func (gpointer data)
 {
@@ -2298,25 +2671,31 @@ writer_thread_func (gpointer data)
   gboolean closing = FALSE;
   g_autoptr(GPtrArray) group = g_ptr_array_new_with_free_func ((GDestroyNotify) request_free);
 
+  /* Requests first: a group commit never waits behind maintenance.
+   * Maintenance (freezing generations, index batches, rollup writes) runs
+   * in transactions of its own of about MAINT_SLICE_USEC when the queue
+   * is empty, so a request waits for at most one slice; when it lags
+   * behind (sustained load), also one longer slice after each group. */
   while (!closing)
     {
-      Request *req = g_async_queue_timeout_pop (self->queue, IDLE_TICK_USEC);
+      MaintLevel due = writer_maintenance_due (self, g_get_monotonic_time (), FALSE);
+      Request *req = due != MAINT_NONE
+        ? g_async_queue_try_pop (self->queue)
+        : g_async_queue_timeout_pop (self->queue, IDLE_TICK_USEC);
       guint n_events = 0;
-      gboolean idle = FALSE;
       g_autoptr(GError) error = NULL;
-      gint64 t0, c0;
+      gint64 t0 = g_get_monotonic_time (), c0 = thread_cpu_usec ();
 
       if (req == NULL)
         {
-          /* idle: index the tail, write old rollups */
-          gint64 tail = self->next_seq - 1 - self->indexed_upto;
+          gboolean idle = due == MAINT_NONE;
 
-          if (tail < IDLE_INDEX_MIN_ROWS && self->ix_build_upto == 0 &&
-              (self->freezing == NULL || self->freeze_done) &&
-              (self->roll_pending == 0 ||
-               g_get_monotonic_time () - self->roll_first_pending_usec < ROLLUP_MAX_AGE_USEC))
+          writer_wal_restart (self);
+
+          if (idle && writer_maintenance_due (self, t0, TRUE) == MAINT_NONE)
             continue;
-          idle = TRUE;
+          if (!writer_maintenance_slice (self, MAINT_SLICE_USEC, idle, &error))
+            g_warning ("Maintenance failed: %s", error->message);
         }
       else
         {
@@ -2332,21 +2711,30 @@ writer_thread_func (gpointer data)
                 n_events += req->events->len;
               closing = req->kind == REQ_CLOSE;
             }
+          if (!writer_run_group (self, group, &error))
+            g_warning ("Group commit of %u requests failed: %s", group->len, error->message);
+          writer_complete (group, error);
+          g_ptr_array_set_size (group, 0);
+          g_clear_error (&error);
+          /* continuous load: the queue is never empty, so the WAL can
+           * only start over between groups (waits are queueing anyway) */
+          if (!closing && self->wal_frames > 4 * (WAL_RESTART_BYTES / (self->page_size + 24)))
+            writer_wal_restart (self);
+          /* lagging: as long as the group took, so it keeps up */
+          if (!closing && due == MAINT_BEHIND &&
+              !writer_maintenance_slice (self, MAX (MAINT_BACKLOG_SLICE_USEC,
+                                                    g_get_monotonic_time () - t0),
+                                         FALSE, &error))
+            g_warning ("Maintenance failed: %s", error->message);
         }
-
-      t0 = g_get_monotonic_time ();
-      c0 = thread_cpu_usec ();
-      if (!writer_run_group (self, group, idle, &error))
-        g_warning ("Group commit of %u requests failed: %s", group->len, error->message);
-      writer_complete (group, error);
-      g_ptr_array_set_size (group, 0);
-      checkpoint_after_commit (self, update_size (self));
+      writer_after_commit (self);
       __atomic_fetch_add (&self->busy_usec, g_get_monotonic_time () - t0, __ATOMIC_RELAXED);
       __atomic_fetch_add (&self->busy_cpu_usec, thread_cpu_usec () - c0, __ATOMIC_RELAXED);
     }
 
   /* Everything before the close request is committed and completed (the
    * queue is FIFO and nothing is pushed after a close). */
+  writer_freeze_prepared (self, TRUE);
   sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
   update_size (self);
   return NULL;
@@ -3479,6 +3867,15 @@ fl_store_open (const char  *path,
       }
   }
 
+  {
+    gint64 page_size = 4096;
+
+    if (!query_int64 (self->db, "PRAGMA page_size", &page_size, error))
+      return NULL;
+    self->page_size = (gint) page_size;
+  }
+  sqlite3_wal_hook (self->db, wal_hook_cb, self);
+
   /* writer_recover also rolls up events logged after the last rollup
    * write (after a crash) */
   if (!migrate (self->db, error) ||
@@ -4020,4 +4417,53 @@ guint64
 _fl_store_get_dedupe_probes (FlStore *self)
 {
   return __atomic_load_n (&self->dedupe_probes, __ATOMIC_RELAXED);
+}
+
+void
+_fl_store_get_maintenance_stats (FlStore                 *self,
+                                 FlStoreMaintenanceStats *stats)
+{
+  const guint64 *src = (const guint64 *) &self->mstats;
+  guint64 *dst = (guint64 *) stats;
+
+  g_return_if_fail (FL_IS_STORE (self));
+  G_STATIC_ASSERT (sizeof (FlStoreMaintenanceStats) % sizeof (guint64) == 0);
+  for (gsize i = 0; i < sizeof (FlStoreMaintenanceStats) / sizeof (guint64); i++)
+    dst[i] = __atomic_load_n (&src[i], __ATOMIC_RELAXED);
+}
+
+static guint64
+hot_set_bytes (const HotSet *hs)
+{
+  return hs == NULL ? 0 : (guint64) (hs->mask + 1) * (sizeof (guint64) + sizeof (guint32));
+}
+
+guint64
+_fl_store_get_heap_bytes (FlStore *self)
+{
+  guint64 bytes = 0;
+
+  g_return_val_if_fail (FL_IS_STORE (self), 0);
+
+  g_rw_lock_reader_lock (&self->dedupe_lock);
+  bytes += hot_set_bytes (self->hot) + hot_set_bytes (self->freezing);
+  for (guint i = 0; i < self->gens->len; i++)
+    bytes += (guint64) ((Generation *) g_ptr_array_index (self->gens, i))->n_blocks * 64;
+  g_rw_lock_reader_unlock (&self->dedupe_lock);
+  /* writer-owned, read racily: sizes only */
+  bytes += (guint64) __atomic_load_n (&self->freeze_n, __ATOMIC_RELAXED) * sizeof (HashSeq);
+  /* a cell, its malloc header and its GHashTable slot */
+  bytes += __atomic_load_n (&self->roll_cells, __ATOMIC_RELAXED) * (sizeof (RollCell) + 16 + 24);
+  if (self->ix_pending != NULL)
+    bytes += ((guint64) self->ix_pending->len + self->ix_by_seq->len + self->ix_by_ts->len) *
+             sizeof (IxEntry);
+  return bytes;
+}
+
+void
+_fl_store_set_maintenance_delay (FlStore *self,
+                                 guint    usec)
+{
+  g_return_if_fail (FL_IS_STORE (self));
+  __atomic_store_n (&self->maint_delay_usec, usec, __ATOMIC_RELAXED);
 }

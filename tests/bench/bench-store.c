@@ -7,15 +7,23 @@
  * are made and submitted on the main thread, as the relay does, with many
  * appends in flight; the writer thread commits them in groups.
  *
- *   bench-store [--events N] [--devices N] [--dir DIR] [--keep]
+ *   bench-store [--events N] [--devices N] [--paced-seconds S] [--dir DIR] [--keep]
+ *
+ * The paced latency phases shrink the store's tunables so that every kind
+ * of maintenance (generation freezes, index batches, rollup writes) and
+ * checkpoints happen many times during them; each phase prints how many
+ * did, and the store's own memory.
  */
 #define G_LOG_DOMAIN "bench-store"
 
 #include "config.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <sqlite3.h>
 
 #include <glib/gstdio.h>
 
@@ -29,6 +37,7 @@ static guint    opt_events = 3000000;
 static guint    opt_devices = 1000;
 static char    *opt_dir = NULL;
 static gboolean opt_keep = FALSE;
+static double   opt_paced_seconds = 30;
 
 typedef struct {
   FlStore    *store;
@@ -223,6 +232,38 @@ print_rss (const char *when)
     }
 }
 
+/* The store's memory: SQLite's allocator (page caches, statements), the
+ * store's own structures, and malloc's view of the whole process. */
+static void
+print_store_memory (Bench *b)
+{
+  struct mallinfo2 mi = mallinfo2 ();
+  sqlite3_int64 cur = 0, hw = 0;
+
+  sqlite3_status64 (SQLITE_STATUS_MEMORY_USED, &cur, &hw, 0);
+  printf ("  store memory: SQLite %.1f MiB (high water %.1f MiB), store structures %.1f MiB;"
+          " process heap in use %.1f MiB\n",
+          cur / 1048576.0, hw / 1048576.0, _fl_store_get_heap_bytes (b->store) / 1048576.0,
+          (mi.uordblks + mi.hblkhd) / 1048576.0);
+}
+
+static void
+print_maintenance (Bench                         *b,
+                   const FlStoreMaintenanceStats *m0)
+{
+  FlStoreMaintenanceStats m;
+
+  _fl_store_get_maintenance_stats (b->store, &m);
+  printf ("  maintenance: %" G_GUINT64_FORMAT " slices (longest %.2f ms), %" G_GUINT64_FORMAT
+          " generation freezes, %" G_GUINT64_FORMAT " index batches, %" G_GUINT64_FORMAT
+          " rollup rounds + %" G_GUINT64_FORMAT " device writes, %" G_GUINT64_FORMAT
+          " checkpoints, %" G_GUINT64_FORMAT " WAL restarts, WAL max %.1f MiB\n",
+          m.slices - m0->slices, m.slice_max_usec / 1000.0, m.freezes - m0->freezes,
+          m.index_batches - m0->index_batches, m.rollup_rounds - m0->rollup_rounds,
+          m.rollup_devices - m0->rollup_devices, m.checkpoints - m0->checkpoints,
+          m.wal_restarts - m0->wal_restarts, m.wal_max_bytes / 1048576.0);
+}
+
 /* Run-queue wait of the writer thread (ns, from /proc schedstat): time it
  * was runnable but not running, i.e. waiting for a CPU. */
 static gint64
@@ -264,6 +305,7 @@ run_phase (Bench      *b,
   gint64 rq0 = writer_runqueue_wait_ns ();
   guint64 commits0 = fl_store_get_commit_count (b->store);
   guint64 probes0 = _fl_store_get_dedupe_probes (b->store);
+  FlStoreMaintenanceStats m0;
   gint64 t0, t1, busy, cpu;
   guint64 commits;
   double secs;
@@ -273,6 +315,7 @@ run_phase (Bench      *b,
   b->batch = batch;
   b->window = window;
   b->latencies = g_array_new (FALSE, FALSE, sizeof (gint64));
+  _fl_store_get_maintenance_stats (b->store, &m0);
 
   t0 = now_us ();
   submit_more (b);
@@ -308,6 +351,8 @@ run_phase (Bench      *b,
   printf ("  store: last seq %" G_GINT64_FORMAT ", %" G_GUINT64_FORMAT " events, %.1f MiB, %u dedupe generations\n",
           fl_store_get_last_seq (b->store), fl_store_get_event_count (b->store),
           fl_store_get_size_bytes (b->store) / 1048576.0, _fl_store_get_generation_count (b->store));
+  print_maintenance (b, &m0);
+  print_store_memory (b);
   print_rss ("process");
   fflush (stdout);
   g_clear_pointer (&b->latencies, g_array_unref);
@@ -397,7 +442,12 @@ run_paced (Bench  *b,
 {
   Paced pc = { b, now_us (), (gint64) (seconds * 1e6), rate };
   guint64 commits0 = fl_store_get_commit_count (b->store);
+  gint64 busy0 = _fl_store_get_writer_busy_usec (b->store);
+  gint64 cpu0 = _fl_store_get_writer_cpu_usec (b->store);
+  FlStoreMaintenanceStats m0;
   guint id;
+
+  _fl_store_get_maintenance_stats (b->store, &m0);
 
   b->to_submit = G_MAXUINT64;
   b->submitted = b->acked = b->duplicates = 0;
@@ -416,6 +466,11 @@ run_paced (Bench  *b,
           b->acked, fl_store_get_commit_count (b->store) - commits0,
           percentile (b->latencies, 0.50) / 1000, percentile (b->latencies, 0.99) / 1000,
           percentile (b->latencies, 0.999) / 1000, percentile (b->latencies, 1.0) / 1000);
+  printf ("  writer busy %.2f s wall, %.2f s CPU\n",
+          (_fl_store_get_writer_busy_usec (b->store) - busy0) / 1e6,
+          (_fl_store_get_writer_cpu_usec (b->store) - cpu0) / 1e6);
+  print_maintenance (b, &m0);
+  print_store_memory (b);
   fflush (stdout);
   g_clear_pointer (&b->latencies, g_array_unref);
 }
@@ -548,6 +603,7 @@ main (int    argc,
     { "devices", 0, 0, G_OPTION_ARG_INT, &opt_devices, "Devices interleaved", "N" },
     { "dir", 0, 0, G_OPTION_ARG_FILENAME, &opt_dir, "Directory for the database", "DIR" },
     { "keep", 0, 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the database", NULL },
+    { "paced-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &opt_paced_seconds, "Length of each paced latency phase", "S" },
     { NULL }
   };
   Bench b = { 0 };
@@ -601,9 +657,12 @@ main (int    argc,
   /* 2. batches of 1 (one WebSocket message each) */
   run_phase (&b, "Ingest: batches of 1, 4000 in flight", MAX (opt_events / 10, 1000), 1, 4000);
 
-  /* 3. latency at a moderate rate */
-  run_paced (&b, 10000, 1, 10);
-  run_paced (&b, 10000, 100, 10);
+  /* 3. latency at a moderate rate, with small tunables so that every kind
+   * of maintenance happens many times */
+  _fl_store_set_tuning (b.store, 32768, 8192, 32768);
+  run_paced (&b, 10000, 1, opt_paced_seconds);
+  run_paced (&b, 10000, 100, opt_paced_seconds);
+  _fl_store_set_tuning (b.store, 262144, 65536, 262144);
 
   /* 4. duplicates: re-send stored ids */
   b.resend = TRUE;

@@ -1114,6 +1114,79 @@ test_close_drains (Fixture       *f,
   g_assert_cmpuint (count_duplicates_of (f->store, "drain-59", 0, 100), ==, 100);
 }
 
+/* ---- maintenance never delays an acknowledgement ------------------------ */
+
+static void
+test_maintenance_slices (Fixture       *f,
+                         gconstpointer  data)
+{
+  FlStoreMaintenanceStats stats;
+  gint64 worst = 0;
+
+  /* every kind of maintenance is due, and each row of it is slow (2 ms):
+   * done inside a group commit, it would hold an append for seconds */
+  _fl_store_set_tuning (f->store, 1024, 256, 1024);
+  g_assert_cmpuint (append_ids (f->store, "slow", 0, 3000), ==, 3000);
+  _fl_store_set_maintenance_delay (f->store, 2000);
+  for (guint i = 0; i < 40; i++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+
+      g_assert_cmpuint (append_ids (f->store, "quick", i, 1), ==, 1);
+      worst = MAX (worst, g_get_monotonic_time () - t0);
+      g_usleep (2000);
+    }
+  _fl_store_get_maintenance_stats (f->store, &stats);
+  g_test_message ("worst ack %.1f ms; %" G_GUINT64_FORMAT " slices", worst / 1000.0, stats.slices);
+  g_assert_cmpuint (stats.slices, >, 0);
+  /* a slice stops at its budget (~1.5 ms, plus one slow row); generous
+   * for loaded CI machines, far below the seconds of the whole work */
+  g_assert_cmpint (worst, <, 400 * 1000);
+
+  /* and the work still gets done, exactly */
+  _fl_store_set_maintenance_delay (f->store, 0);
+  sync_store (f->store, TRUE);
+  _fl_store_get_maintenance_stats (f->store, &stats);
+  g_assert_cmpuint (stats.freezes, >=, 2);
+  g_assert_cmpuint (stats.index_batches, >=, 1);
+  g_assert_cmpuint (count_duplicates_of (f->store, "slow", 0, 3000), ==, 3000);
+  g_assert_cmpuint (count_duplicates_of (f->store, "quick", 0, 40), ==, 40);
+  {
+    FlEventQuery q = { "dev-a", NULL, G_MININT64, G_MAXINT64, 0, 1000, FALSE };
+    g_autoptr(GPtrArray) events = query_sync (f->store, &q, NULL);
+
+    g_assert_cmpuint (events->len, ==, 1000);
+    g_assert_cmpuint (fl_store_get_event_count (f->store), ==, 3040);
+  }
+}
+
+/* ---- the WAL stays bounded under continuous appends ---------------------- */
+
+static void
+test_wal_bounded (Fixture       *f,
+                  gconstpointer  data)
+{
+  FlStoreMaintenanceStats stats;
+  g_autofree char *wal = g_strconcat (f->path, "-wal", NULL);
+  guint64 max_file = 0;
+
+  _fl_store_set_tuning (f->store, 16384, 4096, 16384);
+  for (guint i = 0; i < 400; i++)
+    {
+      GStatBuf st;
+
+      append_ids (f->store, "wal", i * 500, 500);
+      if (g_stat (wal, &st) == 0)
+        max_file = MAX (max_file, (guint64) st.st_size);
+    }
+  _fl_store_get_maintenance_stats (f->store, &stats);
+  g_test_message ("WAL max %" G_GUINT64_FORMAT " bytes (file %" G_GUINT64_FORMAT "),"
+                  " %" G_GUINT64_FORMAT " restarts, %" G_GUINT64_FORMAT " checkpoints",
+                  stats.wal_max_bytes, max_file, stats.wal_restarts, stats.checkpoints);
+  g_assert_cmpuint (stats.wal_restarts, >, 0);
+  g_assert_cmpuint (max_file, <, (guint64) 160 * 1024 * 1024);
+}
+
 /* ---- readers are not blocked by the writer ------------------------------ */
 
 static void
@@ -1189,6 +1262,8 @@ main (int    argc,
   ADD ("schema/version", test_schema_version);
   ADD ("close-drains", test_close_drains);
   ADD ("readers-during-append", test_readers_during_append);
+  ADD ("maintenance/never-delays-acks", test_maintenance_slices);
+  ADD ("maintenance/wal-bounded", test_wal_bounded);
 
   return g_test_run ();
 }
