@@ -21,34 +21,39 @@
  * reference to its connection: the one in flight (paused or not, whatever
  * its client did) and the one waiting for the next request alike.  So a
  * connection that only the server's client list holds, with its socket
- * still open, is one libsoup has given up on, and once a second the
- * reaper releases those whose peer has closed (a MSG_PEEK | MSG_DONTWAIT
- * recv() that reads nothing) by emitting "disconnected" on them, as
- * soup_server_connection_disconnect() does: SoupServer drops the
- * connection from its list and its reference, and finalizing the
- * connection closes the stream and frees everything.  A connection stolen
- * for a WebSocket is finalized while its socket stays open; it is left
- * alone.
+ * still open, is one libsoup has given up on and will never read again,
+ * whether its peer closed, reset, or (TLS) sent close_notify and waits for
+ * ours.  Once a second the reaper releases those by emitting
+ * "disconnected" on them, as soup_server_connection_disconnect() does:
+ * SoupServer drops the connection from its list and its reference, and
+ * finalizing the connection closes the stream (with a close_notify for
+ * TLS) and frees everything.  When SOUP_SERVER_HTTP2 is set, which turns
+ * HTTP/2 on in libsoup 3.2, an idle HTTP/2 connection would look the same,
+ * so then only those whose peer has closed (a MSG_PEEK | MSG_DONTWAIT
+ * recv() that reads nothing) go.  A connection stolen for a WebSocket is
+ * finalized while its socket stays open; it is left alone.
  *
- * libsoup 3.2 also leaks every accepted GSocket, however its connection
+ * libsoup 3.2.3 also leaks every accepted GSocket, however its connection
  * ends: SoupListener's listen_watch() never drops the reference
  * g_socket_accept() gave it (about 400 bytes a connection; the fd is
- * closed).  The reaper drops that reference once the socket is closed, its
- * connection finalized and nothing else holds it.
+ * closed).  When the socket has that extra reference as it is accepted,
+ * the reaper drops it once the socket is closed, its connection finalized
+ * and nothing else holds it.
  *
  * Elsewhere (another libsoup, or SoupServerConnection not as expected) the
  * reaper falls back on public API: it follows the server's request
  * signals to know which connections have no request in flight, and closes
  * the GSocket of one that has been idle at end of file for two sweeps in
  * a row (libsoup's watch on it has run by then).  That releases the fd;
- * the few objects around it stay until the server is disconnected.  On a
- * libsoup without the bug it finds nothing to do.
+ * the few objects around it stay until the server is disconnected (about
+ * 2 KB a connection, 28 KB with TLS), and a TLS client that waits for our
+ * close_notify waits.  On a libsoup without the bug it finds nothing to
+ * do.
  *
  * Cost: on libsoup 3.2 nothing per request; per connection, the hook and
- * two weak references; per sweep, a look at each connection and one
- * recv() per abandoned one.  The fallback costs two signal handlers and
- * two hash lookups per request, and one recv() per idle connection and
- * sweep. */
+ * two weak references; per sweep, a look at each connection, and no system
+ * call.  The fallback costs two signal handlers and two hash lookups per
+ * request, and one recv() per idle connection and sweep. */
 #define G_LOG_DOMAIN "fl-connection-reaper"
 
 #include "config.h"
@@ -58,12 +63,12 @@
 
 #include "fl-connection-reaper-private.h"
 
-#define SWEEP_INTERVAL_SEC  1
-#define EOF_SWEEPS_TO_CLOSE 2   /* fallback; see above */
+#define SWEEP_INTERVAL_SEC 1
+#define EOF_SWEEPS_TO_CLOSE 2 /* fallback; see above */
 
 struct _FlConnectionReaper
 {
-  GObject     parent_instance;
+  GObject parent_instance;
 
   SoupServer *server;           /* weak */
   GHashTable *connections;      /* GSocket (weak) -> Connection */
@@ -80,34 +85,37 @@ G_DEFINE_FINAL_TYPE (FlConnectionReaper, fl_connection_reaper, G_TYPE_OBJECT)
 typedef struct
 {
   FlConnectionReaper *reaper;
-  GSocket            *socket;      /* weak; the hash table's key */
-  GObject            *soup_conn;   /* weak; its SoupServerConnection, while alive */
+  GSocket            *socket;    /* weak; the hash table's key */
+  GObject            *soup_conn; /* weak; its SoupServerConnection, while alive */
   gboolean            soup_conn_known;
-  gboolean            closed;      /* the socket is */
+  gboolean            socket_leaked; /* SoupListener keeps a reference to it */
+  gboolean            closed;        /* the socket is */
 
   /* the fallback's */
-  gboolean            multiplexed; /* HTTP/2: left alone */
-  guint               in_flight;   /* requests started and not finished */
-  guint               eof_sweeps;  /* sweeps in a row that found it idle at EOF */
+  gboolean multiplexed; /* HTTP/2: left alone */
+  guint    in_flight;   /* requests started and not finished */
+  guint    eof_sweeps;  /* sweeps in a row that found it idle at EOF */
 } Connection;
 
 static void track_soup_conn (FlConnectionReaper *self,
                              GObject            *soup_conn);
-static void finish_setup    (FlConnectionReaper *self);
+static void finish_setup (FlConnectionReaper *self);
 
 /* ---- libsoup 3.2's internals ---------------------------------------------- */
 
-typedef enum {
-  INTERNALS_NOT_YET,  /* no SoupListener yet in this process */
-  INTERNALS_KNOWN,    /* the hook is installed */
+typedef enum
+{
+  INTERNALS_NOT_YET, /* no SoupListener yet in this process */
+  INTERNALS_KNOWN,   /* the hook is installed */
   INTERNALS_UNKNOWN,
 } Internals;
 
 G_LOCK_DEFINE_STATIC (internals);
-static Internals internals;             /* under the lock */
-static guint     new_connection_id;     /* SoupListener::new-connection */
-static guint     disconnected_id;       /* SoupServerConnection::disconnected */
-static GList    *hooked_reapers;        /* under the lock */
+static Internals internals;         /* under the lock */
+static guint     new_connection_id; /* SoupListener::new-connection */
+static guint     disconnected_id;   /* SoupServerConnection::disconnected */
+static gboolean  http2_possible;    /* SoupServer's own switch for it in 3.2 */
+static GList    *hooked_reapers;    /* under the lock */
 
 /* SoupListener::new-connection: tells the reaper of the listener's server. */
 static gboolean
@@ -125,9 +133,9 @@ new_connection_hook (GSignalInvocationHint *hint,
       FlConnectionReaper *self = l->data;
 
       /* SoupServer's handler on its listeners has the server as data. */
-      if (self->server != NULL &&
-          g_signal_handler_find (listener, G_SIGNAL_MATCH_ID | G_SIGNAL_MATCH_DATA, new_connection_id, 0,
-                                 NULL, NULL, self->server) != 0)
+      if (self->server == NULL)
+        continue;
+      if (g_signal_handler_find (listener, G_SIGNAL_MATCH_ID | G_SIGNAL_MATCH_DATA, new_connection_id, 0, NULL, NULL, self->server) != 0)
         {
           track_soup_conn (self, soup_conn);
           break;
@@ -139,9 +147,9 @@ new_connection_hook (GSignalInvocationHint *hint,
 }
 
 static gboolean
-signal_is (guint  signal_id,
-           guint  n_params,
-           GType  param_type)
+signal_is (guint signal_id,
+           guint n_params,
+           GType param_type)
 {
   GSignalQuery query;
 
@@ -149,9 +157,10 @@ signal_is (guint  signal_id,
     return FALSE;
   g_signal_query (signal_id, &query);
 
-  return query.return_type == G_TYPE_NONE &&
-         query.n_params == n_params &&
-         (n_params == 0 || (query.param_types[0] & ~G_SIGNAL_TYPE_STATIC_SCOPE) == param_type);
+  if (query.return_type != G_TYPE_NONE || query.n_params != n_params)
+    return FALSE;
+
+  return n_params == 0 || (query.param_types[0] & ~G_SIGNAL_TYPE_STATIC_SCOPE) == param_type;
 }
 
 /* Checks that libsoup is the one described above and installs the hook,
@@ -172,18 +181,21 @@ look_up_internals (void)
       GType conn_type = g_type_from_name ("SoupServerConnection");
       /* Its signals exist once its class does (with its first instance). */
       GObjectClass *conn_class = g_type_is_a (conn_type, G_TYPE_OBJECT) ? g_type_class_ref (conn_type) : NULL;
-      guint new_connection = g_signal_lookup ("new-connection", listener_type);
-      guint disconnected = conn_class != NULL ? g_signal_lookup ("disconnected", conn_type) : 0;
-      GParamSpec *socket_pspec = conn_class != NULL ? g_object_class_find_property (conn_class, "socket") : NULL;
+      guint         new_connection = g_signal_lookup ("new-connection", listener_type);
+      guint         disconnected = conn_class != NULL ? g_signal_lookup ("disconnected", conn_type) : 0;
+      GParamSpec   *socket_pspec = conn_class != NULL ? g_object_class_find_property (conn_class, "socket") : NULL;
+      gboolean      as_expected = conn_class != NULL;
 
-      if (conn_class != NULL &&
-          signal_is (new_connection, 1, conn_type) &&
-          signal_is (disconnected, 0, G_TYPE_NONE) &&
-          socket_pspec != NULL && (socket_pspec->flags & G_PARAM_READABLE) &&
-          socket_pspec->value_type == G_TYPE_SOCKET)
+      as_expected = as_expected && signal_is (new_connection, 1, conn_type);
+      as_expected = as_expected && signal_is (disconnected, 0, G_TYPE_NONE);
+      as_expected = as_expected && socket_pspec != NULL && (socket_pspec->flags & G_PARAM_READABLE);
+      as_expected = as_expected && socket_pspec->value_type == G_TYPE_SOCKET;
+
+      if (as_expected)
         {
           new_connection_id = new_connection;
           disconnected_id = disconnected;
+          http2_possible = g_getenv ("SOUP_SERVER_HTTP2") != NULL;
           g_signal_add_emission_hook (new_connection, 0, new_connection_hook, NULL, NULL);
           internals = INTERNALS_KNOWN;
         }
@@ -209,8 +221,8 @@ ref_count (gpointer object)
 /* ---- connections ---------------------------------------------------- */
 
 static void
-socket_finalized_cb (gpointer  data,
-                     GObject  *where_the_socket_was)
+socket_finalized_cb (gpointer data,
+                     GObject *where_the_socket_was)
 {
   Connection *c = data;
 
@@ -219,8 +231,8 @@ socket_finalized_cb (gpointer  data,
 }
 
 static void
-soup_conn_finalized_cb (gpointer  data,
-                        GObject  *where_the_conn_was)
+soup_conn_finalized_cb (gpointer data,
+                        GObject *where_the_conn_was)
 {
   Connection *c = data;
 
@@ -264,7 +276,7 @@ track_soup_conn (FlConnectionReaper *self,
                  GObject            *soup_conn)
 {
   g_autoptr (GSocket) socket = NULL;
-  Connection *c;
+  Connection         *c;
 
   g_object_get (soup_conn, "socket", &socket, NULL);
   if (socket == NULL)
@@ -273,6 +285,10 @@ track_soup_conn (FlConnectionReaper *self,
   c = lookup_connection (self, socket);
   if (!c->soup_conn_known)
     {
+      /* SoupListener's, the connection's and ours: SoupListener keeps the
+       * one g_socket_accept() gave it (fixed libsoups drop it before they
+       * emit new-connection). */
+      c->socket_leaked = ref_count (socket) == 3;
       c->soup_conn_known = TRUE;
       c->soup_conn = soup_conn;
       g_object_weak_ref (soup_conn, soup_conn_finalized_cb, c);
@@ -283,7 +299,7 @@ track_soup_conn (FlConnectionReaper *self,
 static gboolean
 peer_has_closed (GSocket *socket)
 {
-  char byte;
+  char   byte;
   gssize n;
 
   do
@@ -291,12 +307,13 @@ peer_has_closed (GSocket *socket)
   while (n < 0 && errno == EINTR);
 
   if (n >= 0)
-    return n == 0;  /* end of file, or the bytes of a request */
+    return n == 0; /* end of file, or the bytes of a request */
 
   return errno != EAGAIN && errno != EWOULDBLOCK;
 }
 
-/* Whether c is a connection libsoup has given up on and its peer closed. */
+/* Whether c is a connection libsoup has given up on (and, in the
+ * fallback, whose peer closed). */
 static gboolean
 is_dead (Connection *c)
 {
@@ -306,8 +323,14 @@ is_dead (Connection *c)
       if (c->soup_conn == NULL)
         return FALSE;
 
-      /* Only the server's list holds it: no message of it is alive. */
-      return ref_count (c->soup_conn) == 1 && peer_has_closed (c->socket);
+      /* A message of it is alive: in flight, or waiting for a request. */
+      if (ref_count (c->soup_conn) != 1)
+        return FALSE;
+
+      /* Only the server's list holds it: libsoup will not read it again,
+       * whether the peer closed or (TLS) sent close_notify and waits for
+       * ours.  An idle HTTP/2 connection would look the same. */
+      return !http2_possible || peer_has_closed (c->socket);
     }
 
   if (c->in_flight > 0 || c->multiplexed || !peer_has_closed (c->socket))
@@ -341,22 +364,21 @@ reap (FlConnectionReaper *self,
   self->n_reaped++;
 }
 
-/* Forgets c, whose socket is closed, once its SoupServerConnection is
- * gone, dropping SoupListener's leaked reference to the socket when that
- * is the last one left.  Returns whether c was removed through iter. */
+/* Forgets c, whose socket is closed; when SoupListener leaked a reference
+ * to the socket, once its SoupServerConnection is gone and that reference
+ * is the last one left, which is dropped.  Returns whether c was removed
+ * through iter. */
 static gboolean
 forget_closed (GHashTableIter *iter,
                Connection     *c)
 {
   GSocket *socket = c->socket;
-  gboolean leaked;
+  gboolean leaked = c->socket_leaked;
 
-  if (c->soup_conn_known && (c->soup_conn != NULL || ref_count (socket) != 1))
+  if (leaked && (c->soup_conn != NULL || ref_count (socket) != 1))
     return FALSE;
 
-  /* not known to be libsoup 3.2's, or the last reference is SoupListener's */
-  leaked = c->soup_conn_known;
-  g_hash_table_iter_remove (iter);  /* and the weak reference with it */
+  g_hash_table_iter_remove (iter); /* and the weak reference with it */
   if (leaked)
     g_object_unref (socket);
 
@@ -366,10 +388,10 @@ forget_closed (GHashTableIter *iter,
 static gboolean
 sweep_cb (gpointer user_data)
 {
-  FlConnectionReaper *self = user_data;
+  FlConnectionReaper   *self = user_data;
   g_autoptr (GPtrArray) dead = g_ptr_array_new ();
-  GHashTableIter iter;
-  Connection *c;
+  GHashTableIter        iter;
+  Connection           *c;
 
   if (self->setup_pending)
     finish_setup (self);
@@ -408,11 +430,11 @@ request_started_cb (SoupServer        *server,
                     gpointer           user_data)
 {
   FlConnectionReaper *self = user_data;
-  GSocket *socket = soup_server_message_get_socket (msg);
-  Connection *c;
+  GSocket            *socket = soup_server_message_get_socket (msg);
+  Connection         *c;
 
   if (socket == NULL)
-    return;  /* soup_server_accept_iostream() */
+    return; /* soup_server_accept_iostream() */
 
   c = lookup_connection (self, socket);
   c->in_flight++;
@@ -426,8 +448,8 @@ request_ended_cb (SoupServer        *server,
                   gpointer           user_data)
 {
   FlConnectionReaper *self = user_data;
-  GSocket *socket = soup_server_message_get_socket (msg);
-  Connection *c;
+  GSocket            *socket = soup_server_message_get_socket (msg);
+  Connection         *c;
 
   if (socket == NULL)
     return;
@@ -480,7 +502,7 @@ setup_cb (gpointer user_data)
 {
   FlConnectionReaper *self = user_data;
 
-  finish_setup (self);  /* or from the sweeps, if not listening yet */
+  finish_setup (self); /* or from the sweeps, if not listening yet */
   g_clear_pointer (&self->setup_source, g_source_unref);
 
   return G_SOURCE_REMOVE;
@@ -490,8 +512,8 @@ static void
 fl_connection_reaper_dispose (GObject *object)
 {
   FlConnectionReaper *self = FL_CONNECTION_REAPER (object);
-  GHashTableIter iter;
-  Connection *c;
+  GHashTableIter      iter;
+  Connection         *c;
 
   G_LOCK (internals);
   hooked_reapers = g_list_remove (hooked_reapers, self);
@@ -554,7 +576,7 @@ static FlConnectionReaper *
 reaper_new (SoupServer *server,
             Internals   internals_found)
 {
-  FlConnectionReaper *self;
+  FlConnectionReaper      *self;
   g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
 
   self = g_object_new (FL_TYPE_CONNECTION_REAPER, NULL);

@@ -15,6 +15,8 @@
 
 G_BEGIN_DECLS
 
+typedef struct _FlDevicePoller FlDevicePoller;
+
 struct _FlRelay
 {
   GObject      parent_instance;
@@ -28,6 +30,7 @@ struct _FlRelay
   FlIngest    *ingest;
   FlMetrics   *metrics;
   GPtrArray   *device_sessions;  /* FlDeviceSession, owned */
+  FlDevicePoller *device_poller; /* the device sockets' I/O */
   GHashTable  *connections;      /* GSocket -> ConnectionWatch */
 
   char        *url;
@@ -74,9 +77,22 @@ void         _fl_relay_route          (FlRelay           *self,
                                        GHashTable        *query);
 
 /* The device WebSocket (fl-device-session.c). */
-void         _fl_device_session_start (FlRelay                 *self,
-                                       SoupWebsocketConnection *connection,
-                                       FlDevice                *device);
+FlDevicePoller *_fl_device_poller_new     (FlRelay        *relay);
+void         _fl_device_poller_free       (FlDevicePoller *poller);
+/* At most session_max_in_flight messages of one device, and
+ * max_in_flight_bytes of bodies from all, wait for the store. */
+void         _fl_device_poller_set_limits (FlDevicePoller *poller,
+                                           guint           session_max_in_flight,
+                                           gsize           max_in_flight_bytes);
+void         _fl_device_poller_get_in_flight (FlDevicePoller *poller,
+                                              guint          *messages,
+                                              gsize          *bytes,
+                                              guint          *peak_messages,
+                                              gsize          *peak_bytes);
+/* Answers the handshake of an authenticated device. */
+void         _fl_device_session_accept    (FlRelay           *self,
+                                           SoupServerMessage *msg,
+                                           FlDevice          *device);
 /* Closes the session and drops it; the GDestroyNotify of
  * relay->device_sessions. */
 void         _fl_device_session_close (gpointer                 session);

@@ -170,8 +170,10 @@ handler_cb (SoupServer        *server,
 
   if (is_websocket_upgrade (msg) && (g_str_equal (path, "/events") || g_str_equal (path, "/device")))
     {
-      /* Check credentials before libsoup accepts the handshake; leaving
-       * the status unset lets it go on to the WebSocket handler. */
+      /* Check credentials before the handshake is accepted.  /events:
+       * leaving the status unset lets libsoup go on to its WebSocket
+       * handler.  /device: the device session answers the handshake and
+       * takes the connection from libsoup. */
       if (g_str_equal (path, "/events"))
         {
           FlPrincipal *principal = _fl_relay_authorize (self, msg, query, FL_ROLE_VIEWER, &error);
@@ -200,7 +202,7 @@ handler_cb (SoupServer        *server,
               fl_http_reply_error (msg, error);
             }
           else
-            g_object_set_data_full (G_OBJECT (msg), "fl-device", g_object_ref (device), g_object_unref);
+            _fl_device_session_accept (self, msg, device);
         }
       return;
     }
@@ -232,25 +234,6 @@ events_websocket_cb (SoupServer              *server,
   fl_hub_add_subscriber (self->hub, connection, principal);
 }
 
-static void
-device_websocket_cb (SoupServer              *server,
-                     SoupServerMessage       *msg,
-                     const char              *path,
-                     SoupWebsocketConnection *connection,
-                     gpointer                 user_data)
-{
-  FlRelay *self = user_data;
-  g_autoptr (FlDevice) device = g_object_steal_data (G_OBJECT (msg), "fl-device");
-
-  if (device == NULL || self->shutting_down)
-    {
-      soup_websocket_connection_close (connection, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, "not authorized");
-      return;
-    }
-
-  _fl_device_session_start (self, connection, device);
-}
-
 /* ---- housekeeping ------------------------------------------------------ */
 
 static gboolean
@@ -277,6 +260,7 @@ fl_relay_dispose (GObject *object)
   if (self->server != NULL)
     soup_server_disconnect (self->server);
   g_clear_pointer (&self->device_sessions, g_ptr_array_unref);
+  g_clear_pointer (&self->device_poller, _fl_device_poller_free);
   g_clear_pointer (&self->connections, g_hash_table_unref);
   g_clear_object (&self->reaper);
   g_clear_object (&self->server);
@@ -438,6 +422,7 @@ fl_relay_new (const FlRelayOptions *options,
 
   self->server = soup_server_new ("server-header", "fieldline-relay/" PACKAGE_VERSION " ", NULL);
   self->reaper = fl_connection_reaper_new (self->server);
+  self->device_poller = _fl_device_poller_new (self);
 
   if (options->tls_cert_file != NULL || options->tls_key_file != NULL)
     {
@@ -461,7 +446,6 @@ fl_relay_new (const FlRelayOptions *options,
   soup_server_add_handler (self->server, "/events", handler_cb, self, NULL);
   soup_server_add_handler (self->server, "/device", handler_cb, self, NULL);
   soup_server_add_websocket_handler (self->server, "/events", NULL, NULL, events_websocket_cb, self, NULL);
-  soup_server_add_websocket_handler (self->server, "/device", NULL, NULL, device_websocket_cb, self, NULL);
 
   if (!listen_on (self->server, address, listen_options, error))
     return NULL;
