@@ -31,7 +31,8 @@
  * HTTP/2 on in libsoup 3.2, an idle HTTP/2 connection would look the same,
  * so then only those whose peer has closed (a MSG_PEEK | MSG_DONTWAIT
  * recv() that reads nothing) go.  A connection stolen for a WebSocket is
- * finalized while its socket stays open; it is left alone.
+ * finalized, or at least leaves the server's list ("disconnected" is
+ * emitted on it), while its socket stays open; it is left alone.
  *
  * libsoup 3.2.3 also leaks every accepted GSocket, however its connection
  * ends: SoupListener's listen_watch() never drops the reference
@@ -87,7 +88,9 @@ typedef struct
   FlConnectionReaper *reaper;
   GSocket            *socket;    /* weak; the hash table's key */
   GObject            *soup_conn; /* weak; its SoupServerConnection, while alive */
+  gulong              disconnected_handler;
   gboolean            soup_conn_known;
+  gboolean            detached;      /* out of the server's list: disconnected or stolen */
   gboolean            socket_leaked; /* SoupListener keeps a reference to it */
   gboolean            closed;        /* the socket is */
 
@@ -240,6 +243,15 @@ soup_conn_finalized_cb (gpointer data,
 }
 
 static void
+soup_conn_disconnected_cb (GObject *soup_conn,
+                           gpointer user_data)
+{
+  Connection *c = user_data;
+
+  c->detached = TRUE;
+}
+
+static void
 connection_free (gpointer data)
 {
   Connection *c = data;
@@ -249,7 +261,10 @@ connection_free (gpointer data)
   if (c->socket != NULL)
     g_object_weak_unref (G_OBJECT (c->socket), socket_finalized_cb, c);
   if (c->soup_conn != NULL)
-    g_object_weak_unref (c->soup_conn, soup_conn_finalized_cb, c);
+    {
+      g_signal_handler_disconnect (c->soup_conn, c->disconnected_handler);
+      g_object_weak_unref (c->soup_conn, soup_conn_finalized_cb, c);
+    }
   g_free (c);
 }
 
@@ -292,6 +307,7 @@ track_soup_conn (FlConnectionReaper *self,
       c->soup_conn_known = TRUE;
       c->soup_conn = soup_conn;
       g_object_weak_ref (soup_conn, soup_conn_finalized_cb, c);
+      c->disconnected_handler = g_signal_connect (soup_conn, "disconnected", G_CALLBACK (soup_conn_disconnected_cb), c);
     }
 }
 
@@ -319,8 +335,9 @@ is_dead (Connection *c)
 {
   if (c->soup_conn_known)
     {
-      /* Gone with its socket open: stolen for a WebSocket. */
-      if (c->soup_conn == NULL)
+      /* Out of the server's list with its socket open: stolen, e.g. for a
+       * WebSocket (a kept message may still hold the connection). */
+      if (c->soup_conn == NULL || c->detached)
         return FALSE;
 
       /* A message of it is alive: in flight, or waiting for a request. */

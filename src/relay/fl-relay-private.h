@@ -31,7 +31,6 @@ struct _FlRelay
   FlMetrics   *metrics;
   GPtrArray   *device_sessions;  /* FlDeviceSession, owned */
   FlDevicePoller *device_poller; /* the device sockets' I/O */
-  GHashTable  *connections;      /* GSocket -> ConnectionWatch */
 
   char        *url;
   char        *data_dir;

@@ -261,7 +261,6 @@ fl_relay_dispose (GObject *object)
     soup_server_disconnect (self->server);
   g_clear_pointer (&self->device_sessions, g_ptr_array_unref);
   g_clear_pointer (&self->device_poller, _fl_device_poller_free);
-  g_clear_pointer (&self->connections, g_hash_table_unref);
   g_clear_object (&self->reaper);
   g_clear_object (&self->server);
   if (self->hub != NULL)

@@ -434,6 +434,7 @@ typedef struct
 
   SoupServerMessage *paused;     /* by /slow */
   GPtrArray         *websockets; /* the server's ends */
+  GPtrArray         *upgrades;   /* their SoupServerMessages */
   guint              n_ws_closed;
 } Fixture;
 
@@ -487,6 +488,8 @@ server_ws_cb (SoupServer              *server,
   Fixture *f = user_data;
 
   g_ptr_array_add (f->websockets, g_object_ref (ws));
+  /* Kept, as an application may: it holds the stolen connection. */
+  g_ptr_array_add (f->upgrades, g_object_ref (msg));
   g_signal_connect (ws, "message", G_CALLBACK (server_ws_message_cb), f);
   g_signal_connect (ws, "closed", G_CALLBACK (server_ws_closed_cb), f);
 }
@@ -502,6 +505,7 @@ fixture_set_up (Fixture      *f,
   f->setup = *(const Setup *) data;
   tls = f->setup.tls;
   f->websockets = g_ptr_array_new_with_free_func (g_object_unref);
+  f->upgrades = g_ptr_array_new_with_free_func (g_object_unref);
   f->server = soup_server_new ("server-header", "test-fd-leak ", NULL);
   if (without_reaper ())
     ;
@@ -540,6 +544,7 @@ fixture_tear_down (Fixture      *f,
 {
   g_assert_null (f->paused);
   g_clear_pointer (&f->websockets, g_ptr_array_unref);
+  g_clear_pointer (&f->upgrades, g_ptr_array_unref);
   g_clear_object (&f->reaper);
   soup_server_disconnect (f->server);
   g_assert_finalize_object (f->server);
@@ -728,7 +733,8 @@ client_ws_connected_cb (GObject      *source,
   cws->done = TRUE;
 }
 
-/* A WebSocket, idle through several sweeps, is left alone. */
+/* A WebSocket, idle through several sweeps, is left alone, even while its
+ * upgrade message is kept. */
 static void
 test_websocket (Fixture      *f,
                 gconstpointer data)
@@ -764,6 +770,7 @@ test_websocket (Fixture      *f,
   WAIT_UNTIL (cws.closed && f->n_ws_closed == 1);
 
   g_clear_pointer (&f->websockets, g_ptr_array_unref);
+  g_clear_pointer (&f->upgrades, g_ptr_array_unref);
   g_clear_object (&cws.ws);
   g_clear_pointer (&cws.echo, g_bytes_unref);
   /* the upgraded connection's socket goes with the WebSocket */
