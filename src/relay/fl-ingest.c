@@ -6,6 +6,15 @@
 #include "fl-http.h"
 #include "fl-ingest.h"
 
+/* Requests that arrive in the same main-loop iteration go to the store
+ * as one append: a Part is one request's share of it. */
+typedef struct
+{
+  GTask *task;
+  guint  first;
+  guint  count;
+} Part;
+
 struct _FlIngest
 {
   GObject     parent_instance;
@@ -16,6 +25,10 @@ struct _FlIngest
   FlMetrics  *metrics;  /* not owned; the relay's */
   gsize       max_event_size;
   guint       in_flight;
+
+  GPtrArray  *pending_events;  /* FlEvent, for the next append */
+  GArray     *pending_parts;   /* Part */
+  guint       flush_source;
 };
 
 G_DEFINE_FINAL_TYPE (FlIngest, fl_ingest, G_TYPE_OBJECT)
@@ -40,10 +53,34 @@ submission_free (Submission *submission)
   g_free (submission);
 }
 
+static void flush (FlIngest *self);
+
+static void
+fl_ingest_dispose (GObject *object)
+{
+  FlIngest *self = FL_INGEST (object);
+
+  /* what was submitted still goes to the store */
+  if (self->flush_source != 0)
+    {
+      GSource *source = g_main_context_find_source_by_id (g_main_context_get_thread_default (), self->flush_source);
+
+      if (source != NULL)
+        g_source_destroy (source);
+      self->flush_source = 0;
+      flush (self);
+    }
+
+  G_OBJECT_CLASS (fl_ingest_parent_class)->dispose (object);
+}
+
 static void
 fl_ingest_finalize (GObject *object)
 {
   FlIngest *self = FL_INGEST (object);
+
+  g_clear_pointer (&self->pending_events, g_ptr_array_unref);
+  g_clear_pointer (&self->pending_parts, g_array_unref);
 
   g_clear_object (&self->store);
   g_clear_object (&self->registry);
@@ -55,12 +92,17 @@ fl_ingest_finalize (GObject *object)
 static void
 fl_ingest_class_init (FlIngestClass *klass)
 {
-  G_OBJECT_CLASS (klass)->finalize = fl_ingest_finalize;
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = fl_ingest_dispose;
+  object_class->finalize = fl_ingest_finalize;
 }
 
 static void
 fl_ingest_init (FlIngest *self)
 {
+  self->pending_events = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+  self->pending_parts = g_array_new (FALSE, FALSE, sizeof (Part));
 }
 
 FlIngest *
@@ -115,38 +157,125 @@ finish (FlIngest   *self,
                          (GDestroyNotify) (void (*) (void)) g_string_free);
 }
 
+typedef struct
+{
+  GPtrArray *events;  /* what was appended, FlEvent */
+  GArray    *parts;   /* Part */
+} Append;
+
+static void
+append_free (Append *append)
+{
+  g_ptr_array_unref (append->events);
+  g_array_unref (append->parts);
+  g_free (append);
+}
+
 static void
 append_cb (GObject      *source,
            GAsyncResult *result,
            gpointer      user_data)
 {
-  g_autoptr (GTask) task = user_data;
-  FlIngest *self = g_task_get_source_object (task);
-  Submission *submission = g_task_get_task_data (task);
+  Append *append = user_data;
+  FlIngest *self = NULL;
   g_autoptr (GPtrArray) stored = NULL;
   g_autoptr (GError) error = NULL;
   guint duplicates = 0;
-  gboolean status_changed = FALSE;
-
-  self->in_flight--;
 
   stored = fl_store_append_finish (FL_STORE (source), result, &duplicates, &error);
-  if (stored == NULL)
+
+  for (guint p = 0; p < append->parts->len; p++)
     {
-      fl_metrics_count_ingest (self->metrics, 0, 0, submission->n_submitted + submission->n_rejected,
-                               g_get_monotonic_time () - submission->started_us);
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
+      Part *part = &g_array_index (append->parts, Part, p);
+      g_autoptr (GTask) task = g_steal_pointer (&part->task);
+      Submission *submission = g_task_get_task_data (task);
+      guint accepted = 0;
+      gboolean status_changed = FALSE;
+
+      self = g_task_get_source_object (task);
+      self->in_flight--;
+
+      if (stored == NULL)
+        {
+          fl_metrics_count_ingest (self->metrics, 0, 0, submission->n_submitted + submission->n_rejected,
+                                   g_get_monotonic_time () - submission->started_us);
+          g_task_return_error (task, g_error_copy (error));
+          continue;
+        }
+
+      /* Committed: now the device record and, below, the live stream.
+       * An event the store took has its seq; a duplicate has none. */
+      for (guint i = part->first; i < part->first + part->count; i++)
+        {
+          FlEvent *event = g_ptr_array_index (append->events, i);
+
+          if (fl_event_get_seq (event) == 0)
+            continue;
+          accepted++;
+          status_changed |= fl_registry_note_event (self->registry, submission->device, event);
+        }
+      if (status_changed)
+        fl_hub_publish_device (self->hub, submission->device);
+
+      finish (self, task, submission, accepted, part->count - accepted);
     }
 
-  /* Committed: now the device record, the live stream, the ack. */
-  for (guint i = 0; i < stored->len; i++)
-    status_changed |= fl_registry_note_event (self->registry, submission->device, g_ptr_array_index (stored, i));
-  if (status_changed)
-    fl_hub_publish_device (self->hub, submission->device);
-  fl_hub_publish_events (self->hub, stored);
+  /* one fan-out, in seq order, for everything committed together */
+  if (stored != NULL && self != NULL)
+    fl_hub_publish_events (self->hub, stored);
 
-  finish (self, task, submission, stored->len, duplicates);
+  append_free (append);
+}
+
+static gboolean
+flush_cb (gpointer user_data)
+{
+  FlIngest *self = user_data;
+
+  self->flush_source = 0;
+  flush (self);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+flush (FlIngest *self)
+{
+  Append *append = g_new0 (Append, 1);
+
+  append->events = g_steal_pointer (&self->pending_events);
+  append->parts = g_steal_pointer (&self->pending_parts);
+  self->pending_events = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+  self->pending_parts = g_array_new (FALSE, FALSE, sizeof (Part));
+
+  fl_store_append_async (self->store, append->events, fl_now_ms (), NULL, append_cb, append);
+}
+
+/* Queues a request's events for the next append.  Requests read in the
+ * same main-loop iteration share one: the store's writer then handles
+ * one task, not one per request, and the hub fans out once. */
+static void
+queue_append (FlIngest  *self,
+              GTask     *task,
+              GPtrArray *events)
+{
+  Part part = { task, self->pending_events->len, events->len };
+
+  for (guint i = 0; i < events->len; i++)
+    g_ptr_array_add (self->pending_events, fl_event_ref (g_ptr_array_index (events, i)));
+  g_array_append_val (self->pending_parts, part);
+  self->in_flight++;
+
+  if (self->flush_source == 0)
+    {
+      g_autoptr (GSource) source = g_idle_source_new ();
+      g_autoptr (GMainContext) context = g_main_context_ref_thread_default ();
+
+      g_source_set_priority (source, G_PRIORITY_HIGH);
+      g_source_set_callback (source, flush_cb, self, NULL);
+      g_source_set_static_name (source, "[fl-ingest] flush");
+      self->flush_source = g_source_attach (source, context);
+    }
 }
 
 static gboolean
@@ -243,8 +372,7 @@ fl_ingest_submit_async (FlIngest            *self,
     }
 
   submission->n_submitted = events->len;
-  self->in_flight++;
-  fl_store_append_async (self->store, events, options.received_at, NULL, append_cb, g_steal_pointer (&task));
+  queue_append (self, g_steal_pointer (&task), events);
 }
 
 GString *
