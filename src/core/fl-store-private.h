@@ -8,10 +8,10 @@ G_BEGIN_DECLS
 
 /* Tuning, applied from the next group commit on.  0 keeps a value.
  * generation_size: dedupe entries kept in the in-memory "hot" set before
- *   they are frozen into an immutable sorted generation (default 262144;
+ *   they are frozen into an immutable sorted generation (default 131072;
  *   also FL_STORE_GENERATION_SIZE in the environment at open).
  * index_batch: un-indexed log rows that trigger a sorted index build
- *   (default 65536; FL_STORE_INDEX_BATCH).
+ *   (default 32768; FL_STORE_INDEX_BATCH).
  * rollup_batch: events accumulated in memory before the telemetry rollups
  *   are written (default 262144; FL_STORE_ROLLUP_BATCH). */
 void     _fl_store_set_tuning            (FlStore *self,
@@ -49,6 +49,9 @@ typedef struct {
   guint64 checkpoints;       /* checkpointer passes */
   guint64 wal_restarts;      /* times the WAL started over from its beginning */
   guint64 wal_max_bytes;     /* largest WAL seen after a commit */
+  guint64 restart_waits;     /* times the writer waited for a WAL restart */
+  guint64 restart_wait_usec; /* how long in all */
+  guint64 restart_wait_max_usec; /* the longest */
 } FlStoreMaintenanceStats;
 
 void     _fl_store_get_maintenance_stats (FlStore                 *self,

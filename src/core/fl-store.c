@@ -60,9 +60,13 @@
  *   Bloom filter are built on a short-lived helper thread.  Two reader threads (a GThreadPool) answer queries, each with a
  *   read-only connection of its own, in WAL mode, so they never block the
  *   writer.  The in-memory dedupe state is shared with readers (get_event)
- *   under a GRWLock.  A checkpointer thread copies the WAL into the
- *   database and makes it start over (see checkpoint_thread_func); the
- *   writer never checkpoints or syncs.
+ *   under a GRWLock.  A checkpointer thread (at a lower priority)
+ *   copies the WAL into the database and makes it start over, holding a
+ *   read transaction so that SQLite never does that in the writer's
+ *   transactions (see checkpoint_thread_func); the writer never
+ *   checkpoints, syncs or truncates.  It waits for a restart of the WAL
+ *   only when idle right after a checkpoint pass (1-3 ms), or when the
+ *   WAL passes its bound under sustained load.
  *
  * - Durability.  WAL with synchronous=NORMAL: a commit is atomic and
  *   survives a crash of the process (the WAL frames are in the OS page
@@ -78,8 +82,10 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -93,27 +99,34 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 
 #define SCHEMA_VERSION            1
 #define GROUP_MAX_EVENTS          20000
-#define DEFAULT_GENERATION_SIZE   262144
-#define DEFAULT_INDEX_BATCH       65536
+#define DEFAULT_GENERATION_SIZE   131072
+#define DEFAULT_INDEX_BATCH       32768
 #define DEFAULT_ROLLUP_BATCH      262144
 #define ROLLUP_DEVICE_MAX_PENDING 2048     /* a chatty device is written alone */
 #define ROLLUP_DEVICE_MAX_CELLS   256      /* so is one with many cells (a short write) */
-#define ROLLUP_MAX_CELLS          131072   /* memory bound of the cells */
+#define ROLLUP_MAX_CELLS          49152    /* memory bound of the cells */
 #define ROLLUP_MAX_AGE_USEC       (30 * G_USEC_PER_SEC)
 #define INDEX_MAX_AGE_USEC        (2 * G_USEC_PER_SEC)
 #define IDLE_TICK_USEC            (1 * G_USEC_PER_SEC)
 #define IDLE_INDEX_MIN_ROWS       1024
 #define N_READERS                 2
-#define WRITER_CACHE_KIB          16384
-#define READER_CACHE_KIB          4096
+#define WRITER_CACHE_KIB          8192
+#define READER_CACHE_KIB          2048
 #define CHECKPOINT_EVERY_BYTES    (4 * 1024 * 1024)    /* WAL growth that wakes the checkpointer */
-#define WAL_RESTART_BYTES         (32 * 1024 * 1024)   /* then the WAL is made to start over */
-#define WAL_RESTART_WAIT_USEC     (20 * 1000)          /* the writer waits that long at most */
+#define WAL_RESTART_BYTES         (72 * 1024 * 1024)   /* then the WAL is made to start over, when idle */
+#define WAL_HARD_BYTES            (88 * 1024 * 1024)   /* and past this, between groups too */
+#define WAL_MUST_BYTES            (108 * 1024 * 1024)  /* and past this, whatever it costs */
+#define WAL_HARD_MAX_LEFT         4096                 /* frames not checkpointed yet, at most (between groups) */
+#define WAL_RESTART_WAIT_USEC     (10 * 1000)          /* the writer waits that long at most (idle) */
+#define WAL_RESTART_FRESH_USEC    (30 * 1000)          /* ... only that soon after a checkpoint pass */
+#define WAL_HARD_WAIT_USEC        (2 * G_USEC_PER_SEC) /* (past WAL_MUST_BYTES) */
 #define WAL_RESTART_EVERY_USEC    (100 * 1000)         /* between two attempts */
 #define WAL_RESTART_MAX_LEFT      256                  /* frames not checkpointed yet, at most */
 #define MAINT_SLICE_USEC          1500     /* a maintenance transaction, queue empty */
+#define MAINT_MIN_WORK_USEC       200      /* its work, when its commit takes the rest */
 #define MAINT_BACKLOG_SLICE_USEC  8000     /* one between groups when maintenance lags */
-#define JOURNAL_SIZE_LIMIT        (64 * 1024 * 1024)
+#define DB_CHUNK_BYTES            (16 * 1024 * 1024)   /* the checkpointer grows the file by that much */
+#define JOURNAL_SIZE_LIMIT        (192 * 1024 * 1024)  /* above the WAL's bound: never truncated while open */
 #define BLOOM_BITS_PER_KEY        10
 
 #define MINUTE_MS ((gint64) 60 * 1000)
@@ -569,6 +582,7 @@ struct _FlStore
   gint          page_size;
   gint64        last_size_usec;
   guint         maint_delay_usec; /* test hook: per row of maintenance */
+  gint64        slice_work_usec; /* work budget of an idle slice, so that with its commit it takes MAINT_SLICE_USEC */
   GThread      *freeze_thread; /* sorts the entries of freezing, builds new_gen's filter */
   gint          freeze_ready;  /* atomic: freeze_thread is done */
 
@@ -582,6 +596,7 @@ struct _FlStore
   gint          ckpt_restart;        /* RESTART_*: the writer waits for a WAL restart */
   gint64        last_restart_usec;   /* writer: last attempt */
   gint          ckpt_backfilled;     /* atomic: frames in the database after the last pass */
+  gint64        ckpt_pass_end_usec;  /* atomic: when the last pass ended (0: one is running) */
 
   /* dedupe state, shared with readers under dedupe_lock; the writer
    * reads it without the lock (it is the only one to change it) */
@@ -864,34 +879,92 @@ enum {
  * WAL hook only records the WAL's size): this thread, on its own
  * connection, copies WAL frames into the database with PASSIVE
  * checkpoints (never blocking the writer or readers) whenever the WAL
- * grew by CHECKPOINT_EVERY_BYTES.  Under continuous writes a checkpoint
- * never quite catches up, and the WAL only starts over when everything
- * in it is copied at the moment a write transaction starts.  So once the
- * WAL is over WAL_RESTART_BYTES and the checkpointer is nearly caught up,
- * the writer, with its queue empty, waits (WAL_RESTART_WAIT_USEC at most)
- * while the checkpointer copies the rest and runs a one-row write
+ * grew by CHECKPOINT_EVERY_BYTES.
+ *
+ * The WAL starting over costs an fsync of its new header, paid by the
+ * connection whose write transaction finds the WAL wholly copied.  Left
+ * to SQLite, that is the writer, at its first transaction after a pass
+ * that caught up, which then held its appends for the fsync (measured:
+ * 4-25 ms, and 117 ms when it also truncated the file to
+ * journal_size_limit).  So the checkpointer keeps a read transaction open
+ * on a second connection ("the pin", at the end of the WAL as of its
+ * last pass): it holds a read mark, and SQLite restarts a WAL only when
+ * no reader holds one, so the writer never does.  Under continuous
+ * writes a checkpoint never quite catches up anyway; the WAL starts over
+ * only when the writer asks (writer_wal_restart): once it is over
+ * WAL_RESTART_BYTES and the checkpointer is nearly caught up, the writer,
+ * with its queue empty, waits (WAL_RESTART_WAIT_USEC at most) while the
+ * checkpointer, pin released, copies the rest and runs a one-row write
  * transaction itself, which starts the WAL over and pays the sync of its
- * new header (writer_wal_restart); journal_size_limit truncates the file
- * then. */
+ * new header (synchronous=NORMAL: that sync only).  The file is never
+ * truncated while the store is open (journal_size_limit is above the
+ * WAL's bound): it is reused from its start, with no block allocation
+ * or release in the writer's way. */
+
+static void
+pin_end (sqlite3 *pin)
+{
+  if (pin != NULL && !sqlite3_get_autocommit (pin))
+    exec_sql (pin, "COMMIT", NULL);
+}
+
+/* A read transaction at the current end of the WAL. */
+static void
+pin_begin (sqlite3 *pin)
+{
+  sqlite3_stmt *stmt = NULL;
+
+  if (pin == NULL || !exec_sql (pin, "BEGIN", NULL))
+    return;
+  if (sqlite3_prepare_v2 (pin, "SELECT count (*) FROM meta", -1, &stmt, NULL) != SQLITE_OK ||
+      sqlite3_step (stmt) != SQLITE_ROW)
+    pin_end (pin);
+  sqlite3_finalize (stmt);
+}
 
 static gpointer
 checkpoint_thread_func (gpointer data)
 {
   FlStore *self = data;
   sqlite3 *db = NULL;
+  sqlite3 *pin = NULL;
   g_autoptr(GError) error = NULL;
 
   gint64 dummy;
 
+  /* background work: on a busy machine the writer and the callers'
+   * threads get the CPU first (the WAL's bound makes the writer wait for
+   * this thread if it falls far behind) */
+  if (setpriority (PRIO_PROCESS, (id_t) gettid (), 10) != 0)
+    g_debug ("Checkpointer: cannot lower its priority: %s", g_strerror (errno));
+
   /* a connection learns that the database is in WAL mode when it first
    * reads it; until then a checkpoint is a no-op */
   if (!open_connection (self->path, FALSE, &db, &error) ||
+      !exec_sql (db, "PRAGMA synchronous = NORMAL", &error) ||
       !query_int64 (db, "SELECT count (*) FROM sqlite_schema", &dummy, &error))
     {
       g_warning ("Checkpointer: %s", error->message);
       if (db != NULL)
         sqlite3_close (db);
       return NULL;
+    }
+  /* the database file grows in large steps: a checkpoint's fdatasync then
+   * rarely has a size change to journal, only data to write */
+  {
+    int chunk = DB_CHUNK_BYTES;
+
+    sqlite3_file_control (db, "main", SQLITE_FCNTL_CHUNK_SIZE, &chunk);
+  }
+  if (!open_connection (self->path, TRUE, &pin, &error) ||
+      !exec_sql (pin, "PRAGMA cache_size = -64", &error))
+    {
+      /* the writer then restarts the WAL itself at times: slower, not wrong */
+      g_warning ("Checkpointer: %s", error->message);
+      g_clear_error (&error);
+      if (pin != NULL)
+        sqlite3_close (pin);
+      pin = NULL;
     }
   g_mutex_lock (&self->ckpt_lock);
   for (;;)
@@ -910,7 +983,13 @@ checkpoint_thread_func (gpointer data)
       {
         gint64 t0 = g_get_monotonic_time ();
 
+        /* the pin moves to the end of the WAL: everything before it may
+         * be copied, and the WAL still cannot start over under the writer */
+        __atomic_store_n (&self->ckpt_pass_end_usec, 0, __ATOMIC_RELAXED);
+        pin_end (pin);
+        pin_begin (pin);
         rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        __atomic_store_n (&self->ckpt_pass_end_usec, g_get_monotonic_time (), __ATOMIC_RELAXED);
         __atomic_fetch_add (&self->mstats.checkpoints, 1, __ATOMIC_RELAXED);
         __atomic_store_n (&self->ckpt_backfilled, rc == SQLITE_OK ? done : 0, __ATOMIC_RELAXED);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -928,6 +1007,7 @@ checkpoint_thread_func (gpointer data)
             {
               self->ckpt_restart = RESTART_RUNNING;
               g_mutex_unlock (&self->ckpt_lock);
+              pin_end (pin);
               if (!exec_sql (db, "BEGIN IMMEDIATE;"
                                  "INSERT OR REPLACE INTO meta (key, value) VALUES ('wal_restart', 0);"
                                  "COMMIT", &error))
@@ -943,29 +1023,53 @@ checkpoint_thread_func (gpointer data)
         }
     }
   g_mutex_unlock (&self->ckpt_lock);
+  pin_end (pin);
+  if (pin != NULL)
+    sqlite3_close (pin);
   sqlite3_close (db);
   return NULL;
 }
 
-/* With the queue empty and a large WAL: waits (WAL_RESTART_WAIT_USEC at
- * most) while the checkpointer copies the rest of the WAL and makes it
- * start over.  Under continuous commits a PASSIVE checkpoint never
- * catches up, so the WAL would only grow. */
+/* Makes the WAL start over: waits while the checkpointer copies the rest
+ * of it and restarts it.  Under continuous commits a PASSIVE checkpoint
+ * never catches up, so the WAL would only grow.  With the queue empty
+ * (hard FALSE): over WAL_RESTART_BYTES, only if the checkpointer is
+ * nearly caught up, and WAL_RESTART_WAIT_USEC at most.  Between groups
+ * under sustained load (hard): over WAL_HARD_BYTES on the same terms
+ * with a longer final pass allowed, and over WAL_MUST_BYTES for as long
+ * as the checkpointer needs (WAL_HARD_WAIT_USEC at most): the queue
+ * grows meanwhile, but the WAL stays bounded. */
 static void
-writer_wal_restart (FlStore *self)
+writer_wal_restart (FlStore  *self,
+                    gboolean  hard)
 {
-  gint64 now = g_get_monotonic_time (), end = now + WAL_RESTART_WAIT_USEC;
-  guint64 over = (guint64) self->wal_frames * (self->page_size + 24) / WAL_RESTART_BYTES;
+  gint64 now = g_get_monotonic_time ();
+  gint64 end = now + (hard ? WAL_HARD_WAIT_USEC : WAL_RESTART_WAIT_USEC);
+  guint64 wal_bytes = (guint64) self->wal_frames * (self->page_size + 24);
+  guint64 over = wal_bytes / WAL_RESTART_BYTES;
   gint max_left;
+  gint64 waited, pass_end;
+  gboolean must;
 
-  if (over == 0 || now - self->last_restart_usec < WAL_RESTART_EVERY_USEC)
+  if ((hard ? wal_bytes < WAL_HARD_BYTES : over == 0) ||
+      now - self->last_restart_usec < WAL_RESTART_EVERY_USEC)
     return;
   /* the larger the WAL, the longer a final pass we accept */
-  max_left = WAL_RESTART_MAX_LEFT << MIN (over - 1, 4);
+  max_left = hard ? WAL_HARD_MAX_LEFT : WAL_RESTART_MAX_LEFT << MIN (over - 1, 4);
+  /* past WAL_MUST_BYTES the bound comes first */
+  must = hard && wal_bytes >= WAL_MUST_BYTES;
+  if (hard && !must)
+    end = now + 5 * WAL_RESTART_WAIT_USEC;
   g_mutex_lock (&self->ckpt_lock);
-  if (self->wal_frames - __atomic_load_n (&self->ckpt_backfilled, __ATOMIC_RELAXED) > max_left)
+  pass_end = __atomic_load_n (&self->ckpt_pass_end_usec, __ATOMIC_RELAXED);
+  if (!must &&
+      (self->wal_frames - __atomic_load_n (&self->ckpt_backfilled, __ATOMIC_RELAXED) > max_left ||
+       pass_end == 0 || now - pass_end > WAL_RESTART_FRESH_USEC))
     {
-      /* let it catch up first, without waiting: the final pass is short */
+      /* The final pass syncs the WAL (all written since the last pass)
+       * and the database: measured 20+ ms when the last pass was long
+       * ago, 1-3 ms right after one.  So a pass first, and the restart
+       * at the first idle moment after it. */
       self->ckpt_wanted = TRUE;
       g_cond_signal (&self->ckpt_cond);
       g_mutex_unlock (&self->ckpt_lock);
@@ -982,7 +1086,12 @@ writer_wal_restart (FlStore *self)
   while (self->ckpt_restart == RESTART_RUNNING)
     g_cond_wait (&self->ckpt_cond, &self->ckpt_lock);
   g_mutex_unlock (&self->ckpt_lock);
-  g_debug ("WAL restart attempt: %.1f ms", (g_get_monotonic_time () - now) / 1000.0);
+  waited = g_get_monotonic_time () - now;
+  self->mstats.restart_waits++;
+  self->mstats.restart_wait_usec += waited;
+  if ((guint64) waited > self->mstats.restart_wait_max_usec)
+    self->mstats.restart_wait_max_usec = waited;
+  g_debug ("WAL restart attempt%s: %.1f ms", must ? " (must)" : hard ? " (hard)" : "", waited / 1000.0);
 }
 
 /* The writer connection's WAL hook: called after each commit with the
@@ -2305,6 +2414,27 @@ writer_maintenance_due (FlStore  *self,
   return MAINT_NONE;   /* lagging, but waiting for the freeze thread */
 }
 
+/* Writes the devices queued in full_devices, until deadline. */
+static gboolean
+writer_roll_flush_full (FlStore  *self,
+                        gint64    deadline,
+                        GError  **error)
+{
+  while (self->full_devices->len > 0)
+    {
+      DeviceSlot *slot = g_ptr_array_steal_index_fast (self->full_devices,
+                                                       self->full_devices->len - 1);
+
+      slot->queued = FALSE;
+      if (!writer_roll_flush_device (self, slot, error))
+        return FALSE;
+      self->mstats.rollup_devices++;
+      if (g_get_monotonic_time () >= deadline)
+        break;
+    }
+  return TRUE;
+}
+
 /* Maintenance work until deadline (G_MAXINT64 with force: all of it,
  * including the tail after the index batch being built).  Runs in a
  * transaction of its own (writer_maintenance_slice), or in a group's for
@@ -2324,6 +2454,15 @@ writer_maintenance (FlStore  *self,
 
   if (force)
     deadline = G_MAXINT64;
+
+  /* devices over ROLLUP_DEVICE_MAX_CELLS first, each a short write: left
+   * behind the other work under sustained load, one of them gathered
+   * cells for tens of ms of writing, which no slice could cut (measured:
+   * 60-80 ms, the device with a year of data) */
+  if (!force && !writer_roll_flush_full (self, deadline, error))
+    return FALSE;
+  if (g_get_monotonic_time () >= deadline)
+    return TRUE;
 
   /* dedupe first: the hot set is the largest piece of memory */
   if (self->freezing == NULL && self->hot->count >= gen_size)
@@ -2357,25 +2496,20 @@ writer_maintenance (FlStore  *self,
   if (g_get_monotonic_time () >= deadline)
     return TRUE;
 
-  /* rollups: chatty devices alone, everything by count, age or memory */
+  /* rollups: chatty devices alone, everything by count, age or memory.
+   * The chatty ones first: a device's write is not sliced, and one that
+   * waited for whole rounds under sustained load held a write of tens of
+   * ms (measured: 81 ms, a device with a year of data) */
   if (force)
     return writer_roll_flush_all (self, error);
+  if (!writer_roll_flush_full (self, deadline, error))
+    return FALSE;
+  if (g_get_monotonic_time () >= deadline)
+    return TRUE;
   if (self->roll_round != NULL || self->roll_pending >= rollup_batch ||
       self->roll_cells >= ROLLUP_MAX_CELLS ||
       (self->roll_pending > 0 && now - self->roll_first_pending_usec >= ROLLUP_MAX_AGE_USEC))
     return writer_roll_round_step (self, deadline, error);
-  while (self->full_devices->len > 0)
-    {
-      DeviceSlot *slot = g_ptr_array_steal_index_fast (self->full_devices,
-                                                       self->full_devices->len - 1);
-
-      slot->queued = FALSE;
-      if (!writer_roll_flush_device (self, slot, error))
-        return FALSE;
-      self->mstats.rollup_devices++;
-      if (g_get_monotonic_time () >= deadline)
-        break;
-    }
   return TRUE;
 }
 
@@ -2394,9 +2528,20 @@ writer_maintenance_slice (FlStore  *self,
   gboolean round0 = self->roll_round != NULL, building0 = self->ix_build_upto != 0;
   int rc;
 
+  gint64 work_usec = budget_usec;
+
+  /* the commit writes what the work dirtied (index and rollup pages are
+   * many per row), and can take longer than the work: the work's share
+   * of an idle slice follows what the last ones took */
+  if (budget_usec == MAINT_SLICE_USEC)
+    {
+      if (self->slice_work_usec == 0)
+        self->slice_work_usec = MAINT_SLICE_USEC;
+      work_usec = self->slice_work_usec;
+    }
   if (!exec_sql (self->db, "BEGIN IMMEDIATE", error))
     return FALSE;
-  if (!writer_maintenance (self, FALSE, idle, t0 + budget_usec, error))
+  if (!writer_maintenance (self, FALSE, idle, t0 + work_usec, error))
     goto fail;
   t_work = g_get_monotonic_time ();
   rc = sqlite3_exec (self->db, "COMMIT", NULL, NULL, NULL);
@@ -2407,6 +2552,12 @@ writer_maintenance_slice (FlStore  *self,
     }
   writer_publish (self);
   dt = g_get_monotonic_time () - t0;
+  if (budget_usec == MAINT_SLICE_USEC && dt > 0)
+    {
+      gint64 w = dt > budget_usec ? work_usec * budget_usec / dt : work_usec + work_usec / 8;
+
+      self->slice_work_usec = CLAMP (w, MAINT_MIN_WORK_USEC, MAINT_SLICE_USEC);
+    }
   if (dt > 4 * budget_usec)
     g_debug ("Slow maintenance slice: %.1f ms work, %.1f ms commit (index %d->%d, freeze rows %"
              G_GSIZE_FORMAT ", round %d->%d, indexed %" G_GINT64_FORMAT ")",
@@ -2690,7 +2841,7 @@ writer_thread_func (gpointer data)
         {
           gboolean idle = due == MAINT_NONE;
 
-          writer_wal_restart (self);
+          writer_wal_restart (self, FALSE);
 
           if (idle && writer_maintenance_due (self, t0, TRUE) == MAINT_NONE)
             continue;
@@ -2718,8 +2869,8 @@ writer_thread_func (gpointer data)
           g_clear_error (&error);
           /* continuous load: the queue is never empty, so the WAL can
            * only start over between groups (waits are queueing anyway) */
-          if (!closing && self->wal_frames > 4 * (WAL_RESTART_BYTES / (self->page_size + 24)))
-            writer_wal_restart (self);
+          if (!closing)
+            writer_wal_restart (self, TRUE);
           /* lagging: as long as the group took, so it keeps up */
           if (!closing && due == MAINT_BEHIND &&
               !writer_maintenance_slice (self, MAX (MAINT_BACKLOG_SLICE_USEC,

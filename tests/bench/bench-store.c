@@ -61,6 +61,7 @@ typedef struct {
   guint       window;
   guint       batch;
   GArray     *latencies;     /* gint64 us, per request */
+  GArray     *worst;         /* Outlier: the slowest requests of a paced phase */
   GPtrArray  *resend_ids;    /* ids kept for the duplicate phase */
   guint       resend_pos;
   gboolean    resend;
@@ -75,6 +76,32 @@ typedef struct {
   gint64  start;
   guint   n;
 } Pending;
+
+typedef struct {
+  gint64 latency;
+  gint64 acked_at;   /* real time, us */
+} Outlier;
+
+#define N_WORST 8
+
+/* Keeps the N_WORST slowest requests (when each was acked, to line them
+ * up with the store's debug log). */
+static void
+note_outlier (Bench  *b,
+              gint64  lat)
+{
+  Outlier o = { lat, g_get_real_time () };
+  guint k = 0;
+
+  if (b->worst->len == N_WORST &&
+      g_array_index (b->worst, Outlier, N_WORST - 1).latency >= lat)
+    return;
+  while (k < b->worst->len && g_array_index (b->worst, Outlier, k).latency >= lat)
+    k++;
+  g_array_insert_val (b->worst, k, o);
+  if (b->worst->len > N_WORST)
+    g_array_set_size (b->worst, N_WORST);
+}
 
 static gint64
 now_us (void)
@@ -146,6 +173,8 @@ append_cb (GObject      *source,
   b->in_flight--;
   if (b->latencies != NULL)
     g_array_append_val (b->latencies, lat);
+  if (b->worst != NULL)
+    note_outlier (b, lat);
   g_free (p);
 
   if (!b->paced && b->submitted < b->to_submit)
@@ -257,11 +286,15 @@ print_maintenance (Bench                         *b,
   printf ("  maintenance: %" G_GUINT64_FORMAT " slices (longest %.2f ms), %" G_GUINT64_FORMAT
           " generation freezes, %" G_GUINT64_FORMAT " index batches, %" G_GUINT64_FORMAT
           " rollup rounds + %" G_GUINT64_FORMAT " device writes, %" G_GUINT64_FORMAT
-          " checkpoints, %" G_GUINT64_FORMAT " WAL restarts, WAL max %.1f MiB\n",
+          " checkpoints, %" G_GUINT64_FORMAT " WAL restarts, WAL max %.1f MiB\n"
+          "  writer waited for WAL restarts %" G_GUINT64_FORMAT " times, %.1f ms in all, longest %.1f ms\n",
           m.slices - m0->slices, m.slice_max_usec / 1000.0, m.freezes - m0->freezes,
           m.index_batches - m0->index_batches, m.rollup_rounds - m0->rollup_rounds,
           m.rollup_devices - m0->rollup_devices, m.checkpoints - m0->checkpoints,
-          m.wal_restarts - m0->wal_restarts, m.wal_max_bytes / 1048576.0);
+          m.wal_restarts - m0->wal_restarts, m.wal_max_bytes / 1048576.0,
+          m.restart_waits - m0->restart_waits,
+          (m.restart_wait_usec - m0->restart_wait_usec) / 1000.0,
+          m.restart_wait_max_usec / 1000.0);
 }
 
 /* Run-queue wait of the writer thread (ns, from /proc schedstat): time it
@@ -455,6 +488,7 @@ run_paced (Bench  *b,
   b->window = G_MAXUINT;
   b->latencies = g_array_new (FALSE, FALSE, sizeof (gint64));
   b->paced = TRUE;
+  b->worst = g_array_new (FALSE, FALSE, sizeof (Outlier));
   id = g_timeout_add (1, paced_tick, &pc);
   g_main_loop_run (b->loop);
   b->paced = FALSE;
@@ -471,8 +505,20 @@ run_paced (Bench  *b,
           (_fl_store_get_writer_cpu_usec (b->store) - cpu0) / 1e6);
   print_maintenance (b, &m0);
   print_store_memory (b);
+  printf ("  slowest acks:");
+  for (guint k = 0; k < b->worst->len; k++)
+    {
+      const Outlier *o = &g_array_index (b->worst, Outlier, k);
+      g_autoptr(GDateTime) at = g_date_time_new_from_unix_utc (o->acked_at / G_USEC_PER_SEC);
+
+      printf (" %.1f ms at %02d:%02d:%02d.%03d;", o->latency / 1000.0, g_date_time_get_hour (at),
+              g_date_time_get_minute (at), g_date_time_get_second (at),
+              (int) (o->acked_at % G_USEC_PER_SEC / 1000));
+    }
+  printf ("\n");
   fflush (stdout);
   g_clear_pointer (&b->latencies, g_array_unref);
+  g_clear_pointer (&b->worst, g_array_unref);
 }
 
 /* ---- read queries ------------------------------------------------------- */
@@ -662,7 +708,7 @@ main (int    argc,
   _fl_store_set_tuning (b.store, 32768, 8192, 32768);
   run_paced (&b, 10000, 1, opt_paced_seconds);
   run_paced (&b, 10000, 100, opt_paced_seconds);
-  _fl_store_set_tuning (b.store, 262144, 65536, 262144);
+  _fl_store_set_tuning (b.store, 131072, 32768, 262144);   /* the defaults */
 
   /* 4. duplicates: re-send stored ids */
   b.resend = TRUE;
