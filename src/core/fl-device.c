@@ -27,7 +27,8 @@ struct _FlDevice
   char           *firmware;
   char           *secret_hash;
   GStrv           tags;
-  JsonObject     *capabilities;
+  char           *capabilities_json;  /* compact text: ~10x smaller than a tree */
+  JsonObject     *capabilities;       /* parsed on first request */
   FlDeviceStatus  status;
   guint           heartbeat_timeout;
   gboolean        has_location;
@@ -106,6 +107,7 @@ fl_device_finalize (GObject *object)
   g_clear_pointer (&self->secret_hash, g_free);
   g_clear_pointer (&self->tags, g_strfreev);
   g_clear_pointer (&self->capabilities, json_object_unref);
+  g_clear_pointer (&self->capabilities_json, g_free);
 
   G_OBJECT_CLASS (fl_device_parent_class)->finalize (object);
 }
@@ -124,7 +126,7 @@ fl_device_init (FlDevice *self)
   self->battery = NAN;
   self->rssi = NAN;
   self->tags = g_new0 (char *, 1);
-  self->capabilities = json_object_new ();
+  self->capabilities_json = g_strdup ("{}");
 }
 
 FlDevice *
@@ -243,7 +245,24 @@ fl_device_get_location (FlDevice *self,
 JsonObject *
 fl_device_get_capabilities (FlDevice *self)
 {
+  if (self->capabilities == NULL)
+    {
+      g_autoptr (JsonNode) node = json_from_string (self->capabilities_json, NULL);
+
+      self->capabilities = node != NULL && JSON_NODE_HOLDS_OBJECT (node) ?
+                           json_object_ref (json_node_get_object (node)) : json_object_new ();
+    }
+
   return self->capabilities;
+}
+
+static void
+set_capabilities (FlDevice *self,
+                  JsonNode *node)
+{
+  g_free (self->capabilities_json);
+  self->capabilities_json = fl_json_to_string (node, NULL);
+  g_clear_pointer (&self->capabilities, json_object_unref);
 }
 
 const char * const *
@@ -791,10 +810,7 @@ fl_device_update_from_json (FlDevice   *self,
       self->firmware = g_strdup (firmware);
     }
   if (capabilities != NULL)
-    {
-      json_object_unref (self->capabilities);
-      self->capabilities = json_object_ref (json_node_get_object (capabilities));
-    }
+    set_capabilities (self, capabilities);
   if (tags != NULL)
     {
       g_strfreev (self->tags);
@@ -853,9 +869,6 @@ append_json (FlDevice *self,
              GString  *out,
              gboolean  with_secret_hash)
 {
-  g_autoptr (JsonNode) capabilities = json_node_new (JSON_NODE_OBJECT);
-  g_autofree char *capabilities_text = NULL;
-
   g_string_append (out, "{\"deviceId\":");
   fl_json_append_string (out, self->device_id);
   append_text_member (out, "name", self->name);
@@ -881,10 +894,8 @@ append_json (FlDevice *self,
   else
     g_string_append (out, ",\"location\":null");
 
-  json_node_set_object (capabilities, self->capabilities);
-  capabilities_text = fl_json_to_string (capabilities, NULL);
   g_string_append (out, ",\"capabilities\":");
-  g_string_append (out, capabilities_text);
+  g_string_append (out, self->capabilities_json);
 
   g_string_append (out, ",\"tags\":[");
   for (guint i = 0; self->tags[i] != NULL; i++)
@@ -1027,10 +1038,7 @@ fl_device_deserialize (const char *text,
 
   node = json_object_get_member (object, "capabilities");
   if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
-    {
-      json_object_unref (self->capabilities);
-      self->capabilities = json_object_ref (json_node_get_object (node));
-    }
+    set_capabilities (self, node);
 
   node = json_object_get_member (object, "tags");
   if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))

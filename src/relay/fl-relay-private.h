@@ -37,6 +37,7 @@ struct _FlRelay
   gsize        max_body_size;
   gsize        max_event_size;
   guint        tick_source;
+  guint        ticks;
   gint64       started_at;
   gboolean     shutting_down;
   GTask       *shutdown_task;

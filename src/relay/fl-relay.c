@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 
 #include "fl-relay-private.h"
@@ -14,6 +15,7 @@ G_DEFINE_FINAL_TYPE (FlRelay, fl_relay, G_TYPE_OBJECT)
 #define TICK_MS              1000
 #define SHUTDOWN_GRACE_SEC   10
 #define LISTEN_BACKLOG       1024
+#define TRIM_EVERY_TICKS     10
 
 /* ---- requests answered later ------------------------------------------ */
 
@@ -245,6 +247,11 @@ tick_cb (gpointer user_data)
   for (guint i = 0; i < expired->len; i++)
     fl_hub_publish_device (self->hub, g_ptr_array_index (expired, i));
   fl_registry_flush (self->registry);
+
+  /* Bursts leave free memory at the top of the heaps; give it back now
+   * and then (a millisecond or two of work every ten seconds). */
+  if (++self->ticks % TRIM_EVERY_TICKS == 0)
+    malloc_trim (0);
 
   return G_SOURCE_CONTINUE;
 }

