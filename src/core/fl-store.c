@@ -3555,6 +3555,35 @@ telemetry_add_raw (Reader        *r,
   return TRUE;
 }
 
+/* Values of metric in the log past the device index (seq > after), in
+ * [lo, hi): the short tail the index batches have not reached yet. */
+static gboolean
+telemetry_raw_unindexed (Reader      *r,
+                         gint64       device,
+                         const char  *metric,
+                         gint64       after,
+                         gint64       lo,
+                         gint64       hi,
+                         Buckets     *b,
+                         GError     **error)
+{
+  sqlite3_stmt *stmt;
+
+  stmt = rstmt (r,
+                "SELECT e.ts, j.value FROM events e JOIN bodies bo ON bo.seq = e.seq,"
+                " json_each (bo.json, '$.data') j"
+                " WHERE e.seq > ?1 AND e.device = ?2 AND e.ts >= ?3 AND e.ts < ?4"
+                " AND j.key = ?5 AND j.type IN ('integer', 'real')", error);
+  if (stmt == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (stmt, 1, after);
+  sqlite3_bind_int64 (stmt, 2, device);
+  sqlite3_bind_int64 (stmt, 3, lo);
+  sqlite3_bind_int64 (stmt, 4, hi);
+  sqlite3_bind_text (stmt, 5, metric, -1, SQLITE_STATIC);
+  return telemetry_add_raw (r, stmt, b, error);
+}
+
 /* Raw events of device with ts in [lo, hi), any seq. */
 static gboolean
 telemetry_raw_range (Reader      *r,
@@ -3585,19 +3614,7 @@ telemetry_raw_range (Reader      *r,
   if (!telemetry_add_raw (r, stmt, b, error))
     return FALSE;
 
-  stmt = rstmt (r,
-                "SELECT e.ts, j.value FROM events e JOIN bodies bo ON bo.seq = e.seq,"
-                " json_each (bo.json, '$.data') j"
-                " WHERE e.seq > ?1 AND e.device = ?2 AND e.ts >= ?3 AND e.ts < ?4"
-                " AND j.key = ?5 AND j.type IN ('integer', 'real')", error);
-  if (stmt == NULL)
-    return FALSE;
-  sqlite3_bind_int64 (stmt, 1, indexed);
-  sqlite3_bind_int64 (stmt, 2, device);
-  sqlite3_bind_int64 (stmt, 3, lo);
-  sqlite3_bind_int64 (stmt, 4, hi);
-  sqlite3_bind_text (stmt, 5, metric, -1, SQLITE_STATIC);
-  return telemetry_add_raw (r, stmt, b, error);
+  return telemetry_raw_unindexed (r, device, metric, indexed, lo, hi, b, error);
 }
 
 /* Raw events of device with seq > rolled and ts in [lo, hi): the part the
@@ -3635,19 +3652,7 @@ telemetry_raw_tail (Reader      *r,
       if (!telemetry_add_raw (r, stmt, b, error))
         return FALSE;
     }
-  stmt = rstmt (r,
-                "SELECT e.ts, j.value FROM events e JOIN bodies bo ON bo.seq = e.seq,"
-                " json_each (bo.json, '$.data') j"
-                " WHERE e.seq > ?1 AND e.device = ?2 AND e.ts >= ?3 AND e.ts < ?4"
-                " AND j.key = ?5 AND j.type IN ('integer', 'real')", error);
-  if (stmt == NULL)
-    return FALSE;
-  sqlite3_bind_int64 (stmt, 1, MAX (indexed, rolled));
-  sqlite3_bind_int64 (stmt, 2, device);
-  sqlite3_bind_int64 (stmt, 3, lo);
-  sqlite3_bind_int64 (stmt, 4, hi);
-  sqlite3_bind_text (stmt, 5, metric, -1, SQLITE_STATIC);
-  return telemetry_add_raw (r, stmt, b, error);
+  return telemetry_raw_unindexed (r, device, metric, MAX (indexed, rolled), lo, hi, b, error);
 }
 
 static gboolean
