@@ -424,11 +424,10 @@ flush_acks (Session *session)
 static GString *
 error_reply (const GError *error)
 {
-  GString            *out = g_string_new ("{\"type\":\"ack\",");
-  g_autoptr (GString) body = g_string_new (NULL);
+  GString *out = g_string_new ("{\"type\":\"ack\",\"error\":");
 
-  fl_api_error_append_json (error, body);
-  g_string_append_len (out, body->str + 1, body->len - 1);
+  fl_api_error_append_object (error, out);
+  g_string_append_c (out, '}');
 
   return out;
 }

@@ -129,17 +129,26 @@ fl_api_error_status (const GError *error,
 }
 
 void
-fl_api_error_append_json (const GError *error,
-                          GString      *out)
+fl_api_error_append_object (const GError *error,
+                            GString      *out)
 {
   const char *code;
 
   fl_api_error_status (error, &code);
-  g_string_append (out, "{\"error\":{\"code\":");
+  g_string_append (out, "{\"code\":");
   fl_json_append_string (out, code);
   g_string_append (out, ",\"message\":");
   fl_json_append_string (out, error->message);
-  g_string_append (out, "}}");
+  g_string_append_c (out, '}');
+}
+
+void
+fl_api_error_append_json (const GError *error,
+                          GString      *out)
+{
+  g_string_append (out, "{\"error\":");
+  fl_api_error_append_object (error, out);
+  g_string_append_c (out, '}');
 }
 
 void

@@ -35,6 +35,10 @@ GQuark      fl_api_error_quark       (void);
 guint       fl_api_error_status      (const GError *error,
                                       const char  **code);
 
+/* {"code","message"} for error, the object inside every error reply and
+ * message; appends to out. */
+void        fl_api_error_append_object (const GError *error,
+                                        GString      *out);
 /* {"error":{"code","message"}} for error; appends to out. */
 void        fl_api_error_append_json (const GError *error,
                                       GString      *out);

@@ -223,11 +223,8 @@ send_error (Subscriber *sub,
             GError     *error)
 {
   g_autoptr (GString) out = g_string_new ("{\"type\":\"error\",\"error\":");
-  g_autoptr (GString) body = g_string_new (NULL);
 
-  fl_api_error_append_json (error, body);
-  /* body is {"error":{...}}: keep the inner object */
-  g_string_append_len (out, body->str + strlen ("{\"error\":"), body->len - strlen ("{\"error\":") - 1);
+  fl_api_error_append_object (error, out);
   g_string_append_c (out, '}');
   send_text (sub, out->str, out->len);
 }

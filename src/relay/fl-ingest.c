@@ -351,14 +351,9 @@ fl_ingest_submit_async (FlIngest            *self,
         submission->rejected = g_string_new (NULL);
       else
         g_string_append_c (submission->rejected, ',');
-      g_string_append_printf (submission->rejected, "{\"index\":%u,", item->index);
-      {
-        g_autoptr (GString) body_json = g_string_new (NULL);
-
-        fl_api_error_append_json (item->error, body_json);
-        /* {"error":{...}} without its braces */
-        g_string_append_len (submission->rejected, body_json->str + 1, body_json->len - 1);
-      }
+      g_string_append_printf (submission->rejected, "{\"index\":%u,\"error\":", item->index);
+      fl_api_error_append_object (item->error, submission->rejected);
+      g_string_append_c (submission->rejected, '}');
       submission->n_rejected++;
     }
 
