@@ -388,7 +388,8 @@ send_close (Session    *session,
 
       payload[0] = code >> 8;
       payload[1] = code & 0xff;
-      memcpy (payload + 2, reason, reason_len);
+      if (reason_len > 0)
+        memcpy (payload + 2, reason, reason_len);
       len = 2 + reason_len;
     }
 

@@ -38,6 +38,7 @@ struct _FlRelay
   gsize        max_event_size;
   guint        tick_source;
   guint        ticks;
+  guint        open_requests;    /* paused, reply not yet written */
   gint64       started_at;
   gboolean     shutting_down;
   GTask       *shutdown_task;

@@ -19,12 +19,30 @@ G_DEFINE_FINAL_TYPE (FlRelay, fl_relay, G_TYPE_OBJECT)
 
 /* ---- requests answered later ------------------------------------------ */
 
+/* A paused request counts as open until its reply has been written (or
+ * its client has gone): the shutdown drain waits for those. */
+static void
+reply_done_cb (SoupServerMessage *msg,
+               FlRelay           *relay)
+{
+  if (g_object_steal_data (G_OBJECT (msg), "fl-open") == NULL)
+    return;
+
+  g_assert (relay->open_requests > 0);
+  relay->open_requests--;
+}
+
 FlRequest *
 _fl_request_new (FlRelay           *relay,
                  SoupServerMessage *msg,
                  GHashTable        *query)
 {
   FlRequest *request = g_new0 (FlRequest, 1);
+
+  relay->open_requests++;
+  g_object_set_data (G_OBJECT (msg), "fl-open", GINT_TO_POINTER (1));
+  g_signal_connect_object (msg, "finished", G_CALLBACK (reply_done_cb), relay, 0);
+  g_signal_connect_object (msg, "disconnected", G_CALLBACK (reply_done_cb), relay, 0);
 
   request->relay = g_object_ref (relay);
   request->msg = g_object_ref (msg);
@@ -428,6 +446,7 @@ fl_relay_new (const FlRelayOptions *options,
 
   self->server = soup_server_new ("server-header", "fieldline-relay/" PACKAGE_VERSION " ", NULL);
   self->reaper = fl_connection_reaper_new (self->server);
+
   self->device_poller = _fl_device_poller_new (self);
 
   if (options->tls_cert_file != NULL || options->tls_key_file != NULL)
@@ -526,7 +545,11 @@ drain_cb (gpointer user_data)
   FlRelay *self = user_data;
   gint64 waited = g_get_monotonic_time () - GPOINTER_TO_SIZE (g_task_get_task_data (self->shutdown_task));
 
-  if (fl_ingest_get_in_flight (self->ingest) > 0 && waited < SHUTDOWN_GRACE_SEC * G_USEC_PER_SEC)
+  /* In flight: events not yet committed, and answers not yet written (a
+   * reply set a moment ago still needs a few iterations to go out, and
+   * disconnecting first would lose the acknowledgement). */
+  if ((fl_ingest_get_in_flight (self->ingest) > 0 || self->open_requests > 0) &&
+      waited < SHUTDOWN_GRACE_SEC * G_USEC_PER_SEC)
     return G_SOURCE_CONTINUE;
 
   finish_shutdown (self);
