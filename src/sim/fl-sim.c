@@ -475,6 +475,23 @@ connect_cb (GObject      *object,
   kick (device);
 }
 
+/* The relay refused a batch as a whole: sending it again would be
+ * refused again, so its events leave the queue. */
+static void
+drop_refused_batch (SimDevice    *device,
+                    guint         count,
+                    const GError *error)
+{
+  FlSim *self = device->sim;
+
+  g_warning ("The relay refused a batch of %u events from %s: %s",
+             count, device_id (device), error->message);
+  for (guint i = 0; i < count && device->queue.length > 0; i++)
+    fl_event_unref (g_queue_pop_head (&device->queue));
+  device->sent_once -= MIN (device->sent_once, count);
+  self->stats.rejected += count;
+}
+
 static void
 ws_send_cb (GObject      *object,
             GAsyncResult *result,
@@ -501,12 +518,7 @@ ws_send_cb (GObject      *object,
 
       /* the relay refused the batch as a whole: sending it again would
        * be refused again */
-      g_warning ("The relay refused a batch of %u events from %s: %s",
-                 op->count, device_id (device), error->message);
-      for (guint i = 0; i < op->count && device->queue.length > 0; i++)
-        fl_event_unref (g_queue_pop_head (&device->queue));
-      device->sent_once -= MIN (device->sent_once, op->count);
-      self->stats.rejected += op->count;
+      drop_refused_batch (device, op->count, error);
     }
   else
     complete_batch (device, op->count, ack);
@@ -588,13 +600,8 @@ http_send_cb (GObject      *object,
     }
   else if (g_error_matches (error, FL_CLIENT_ERROR, FL_CLIENT_ERROR_BAD_REQUEST) || g_error_matches (error, FL_CLIENT_ERROR, FL_CLIENT_ERROR_INVALID) || g_error_matches (error, FL_CLIENT_ERROR, FL_CLIENT_ERROR_FORBIDDEN) || g_error_matches (error, FL_CLIENT_ERROR, FL_CLIENT_ERROR_TOO_LARGE))
     {
-      g_warning ("The relay refused a batch of %u events from %s: %s",
-                 op->count, device_id (device), error->message);
       self->stats.failures++;
-      for (guint i = 0; i < op->count && device->queue.length > 0; i++)
-        fl_event_unref (g_queue_pop_head (&device->queue));
-      device->sent_once -= MIN (device->sent_once, op->count);
-      self->stats.rejected += op->count;
+      drop_refused_batch (device, op->count, error);
     }
   else
     {
