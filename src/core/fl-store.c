@@ -112,6 +112,7 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define N_READERS                 2
 #define WRITER_CACHE_KIB          8192
 #define READER_CACHE_KIB          2048
+#define STAGE_CACHE_KIB           1024     /* the dedupe stage's connection */
 #define CHECKPOINT_EVERY_BYTES    (4 * 1024 * 1024)    /* WAL growth that wakes the checkpointer */
 #define WAL_RESTART_BYTES         (72 * 1024 * 1024)   /* then the WAL is made to start over, when idle */
 #define WAL_HARD_BYTES            (88 * 1024 * 1024)   /* and past this, between groups too */
@@ -468,6 +469,9 @@ typedef struct {
   GTask       *task;          /* APPEND, SYNC */
   GPtrArray   *events;        /* APPEND */
   gint64       received_at;   /* APPEND */
+  guint64     *hashes;        /* APPEND: the ids' hashes (dedupe stage) */
+  gint64      *found;         /* APPEND: a stored event with that id (its seq), or 0 */
+  gint64       checked_gen;   /* APPEND: the stage searched generations up to this one */
   GPtrArray   *accepted;      /* APPEND: result */
   guint        duplicates;    /* APPEND: result */
   gboolean     freeze;        /* SYNC */
@@ -497,6 +501,8 @@ request_free (Request *req)
   g_clear_object (&req->task);
   g_clear_pointer (&req->events, g_ptr_array_unref);
   g_clear_pointer (&req->accepted, g_ptr_array_unref);
+  g_free (req->hashes);
+  g_free (req->found);
   g_free (req->device_id);
   g_free (req->device_text);
   g_free (req);
@@ -538,6 +544,10 @@ struct _FlStore
   gboolean      closed;
   GAsyncQueue  *queue;         /* Request */
   GThread      *writer_thread;
+  GAsyncQueue  *staged;        /* Request, for the dedupe stage */
+  guint         n_staged;      /* requests in the stage (under lock) */
+  GThread      *stage_thread;
+  Reader       *stage_reader;  /* its connection */
 
   GThreadPool  *pool;
   GAsyncQueue  *readers;       /* idle Reader */
@@ -2019,6 +2029,7 @@ static gboolean
 writer_lookup (FlStore     *self,
                const char  *id,
                guint64      h,
+               gint64       checked_gen,
                gboolean    *dup,
                GError     **error)
 {
@@ -2041,6 +2052,8 @@ writer_lookup (FlStore     *self,
       sqlite3_stmt *stmt;
       int rc;
 
+      if (g->gen <= checked_gen)
+        break;
       if (!bloom_may_contain (g, h))
         continue;
       __atomic_fetch_add (&self->dedupe_probes, 1, __ATOMIC_RELAXED);
@@ -2263,6 +2276,7 @@ static gboolean
 writer_append_event (FlStore     *self,
                      FlEvent     *event,
                      guint64      h,
+                     gint64       checked_gen,
                      gint64       received_at,
                      gboolean    *dup,
                      GError     **error)
@@ -2274,7 +2288,7 @@ writer_append_event (FlStore     *self,
   sqlite3_stmt *stmt;
   const char *json;
 
-  if (!writer_lookup (self, id, h, dup, error))
+  if (!writer_lookup (self, id, h, checked_gen, dup, error))
     return FALSE;
   if (*dup)
     return TRUE;
@@ -2613,25 +2627,37 @@ writer_run_group (FlStore    *self,
             }
           req->accepted = g_ptr_array_new_full (req->events->len, (GDestroyNotify) fl_event_unref);
           req->duplicates = 0;
-          /* hashes first, with prefetches of the hot-set slots and Bloom
-           * blocks they will probe: the misses overlap */
+          /* hashes first (the dedupe stage may have them), with
+           * prefetches of the hot-set slots and of the Bloom blocks of
+           * the generations the stage has not searched: the misses
+           * overlap */
           g_array_set_size (self->hashes, req->events->len);
           for (guint k = 0; k < req->events->len; k++)
             {
-              guint64 h = store_hash (self, fl_event_get_id (g_ptr_array_index (req->events, k)));
+              guint64 h = req->hashes != NULL
+                ? req->hashes[k]
+                : store_hash (self, fl_event_get_id (g_ptr_array_index (req->events, k)));
 
               g_array_index (self->hashes, guint64, k) = h;
               __builtin_prefetch (&self->hot->offs[(gsize) (h ^ (h >> 29)) & self->hot->mask]);
-              for (guint g = 0; g < self->gens->len; g++)
-                __builtin_prefetch (bloom_block (g_ptr_array_index (self->gens, g), h));
+              for (guint g = self->gens->len; g > 0; g--)
+                {
+                  const Generation *gen = g_ptr_array_index (self->gens, g - 1);
+
+                  if (gen->gen <= req->checked_gen)
+                    break;
+                  __builtin_prefetch (bloom_block (gen, h));
+                }
             }
           for (guint k = 0; k < req->events->len; k++)
             {
               FlEvent *event = g_ptr_array_index (req->events, k);
               guint64 h = g_array_index (self->hashes, guint64, k);
-              gboolean dup = FALSE;
+              gboolean dup = req->found != NULL && req->found[k] != 0;
 
-              if (!writer_append_event (self, event, h, req->received_at, &dup, error))
+              if (!dup &&
+                  !writer_append_event (self, event, h, req->checked_gen,
+                                        req->received_at, &dup, error))
                 goto fail;
               if (dup)
                 req->duplicates++;
@@ -2961,6 +2987,7 @@ reader_free (Reader *r)
 
 static Reader *
 reader_new (const char  *path,
+            gint         cache_kib,
             GError     **error)
 {
   Reader *r = g_new0 (Reader, 1);
@@ -2971,7 +2998,7 @@ reader_new (const char  *path,
       g_free (r);
       return NULL;
     }
-  pragma = g_strdup_printf ("PRAGMA cache_size = -%d", READER_CACHE_KIB);
+  pragma = g_strdup_printf ("PRAGMA cache_size = -%d", cache_kib);
   if (!exec_sql (r->db, pragma, error) ||
       !exec_sql (r->db, "PRAGMA temp_store = MEMORY", error))
     {
@@ -3887,6 +3914,147 @@ reader_job_func (gpointer data,
 
 /* ---- GObject ------------------------------------------------------------ */
 
+/* ---- the dedupe stage ---------------------------------------------------
+ *
+ * Once history holds dozens of frozen generations, searching them is the
+ * writer's largest cost per new event: one Bloom probe per generation (a
+ * cache miss each) and, at ~0.8% false positives per filter, a B-tree
+ * probe for a good part of all new ids.  A published generation never
+ * changes, so that search runs ahead of the writer, on a thread of its
+ * own with a read-only connection: it hashes the ids, marks each one it
+ * finds (stored, hence committed) and notes the newest generation it
+ * searched.  The writer then searches only its hot sets and the
+ * generations published since.  Requests keep their order: while any
+ * request is in the stage, every new one goes through it too. */
+
+typedef struct {
+  guint  k;       /* the event's index in its request */
+  gint64 gen;
+} StageCandidate;
+
+static void
+stage_search (FlStore *self,
+              Request *req)
+{
+  GPtrArray *events = req->events;
+  g_autoptr(GArray) cands = g_array_new (FALSE, FALSE, sizeof (StageCandidate));
+  g_autoptr(GArray) seqs = g_array_new (FALSE, FALSE, sizeof (gint64));
+  g_autoptr(GError) error = NULL;
+  Reader *r = self->stage_reader;
+  gint64 newest = -1;
+  gboolean ok = TRUE;
+
+  req->hashes = g_new (guint64, events->len);
+  for (guint k = 0; k < events->len; k++)
+    req->hashes[k] = store_hash (self, fl_event_get_id (g_ptr_array_index (events, k)));
+
+  /* the Bloom filters, newest first, with every block prefetched before
+   * it is read */
+  g_rw_lock_reader_lock (&self->dedupe_lock);
+  if (self->gens->len > 0)
+    {
+      newest = ((Generation *) g_ptr_array_index (self->gens, self->gens->len - 1))->gen;
+      for (guint k = 0; k < events->len; k++)
+        for (guint g = 0; g < self->gens->len; g++)
+          __builtin_prefetch (bloom_block (g_ptr_array_index (self->gens, g), req->hashes[k]));
+      for (guint k = 0; k < events->len; k++)
+        for (guint g = self->gens->len; g > 0; g--)
+          {
+            const Generation *gen = g_ptr_array_index (self->gens, g - 1);
+
+            if (bloom_may_contain (gen, req->hashes[k]))
+              {
+                StageCandidate c = { k, gen->gen };
+
+                g_array_append_val (cands, c);
+              }
+          }
+    }
+  g_rw_lock_reader_unlock (&self->dedupe_lock);
+
+  if (cands->len > 0)
+    {
+      /* this snapshot starts after the generations were published,
+       * hence after their rows committed */
+      req->found = g_new0 (gint64, events->len);
+      ok = reader_begin (r, &error);
+      for (guint i = 0; ok && i < cands->len; i++)
+        {
+          const StageCandidate *c = &g_array_index (cands, StageCandidate, i);
+          ReaderIdCheck check = { r, fl_event_get_id (g_ptr_array_index (events, c->k)),
+                                  0, &error, FALSE };
+          sqlite3_stmt *stmt;
+
+          if (req->found[c->k] != 0)
+            continue;
+          __atomic_fetch_add (&self->dedupe_probes, 1, __ATOMIC_RELAXED);
+          stmt = rstmt (r, "SELECT seq FROM dedupe WHERE gen = ?1 AND hash = ?2", &error);
+          ok = stmt != NULL;
+          if (!ok)
+            break;
+          sqlite3_bind_int64 (stmt, 1, c->gen);
+          sqlite3_bind_int64 (stmt, 2, (gint64) req->hashes[c->k]);
+          g_array_set_size (seqs, 0);
+          ok = collect_seqs (r, stmt, seqs, &error);
+          for (guint j = 0; ok && j < seqs->len && check.found == 0; j++)
+            {
+              reader_id_check (g_array_index (seqs, gint64, j), &check);
+              ok = !check.failed;
+            }
+          req->found[c->k] = check.found;
+        }
+      reader_end (r);
+    }
+
+  if (!ok)
+    {
+      /* the writer searches everything itself */
+      g_warning ("Dedupe stage: %s", error->message);
+      g_clear_pointer (&req->found, g_free);
+      newest = -1;
+    }
+  req->checked_gen = newest;
+}
+
+static gpointer
+stage_thread_func (gpointer data)
+{
+  FlStore *self = data;
+  gboolean closing = FALSE;
+
+  while (!closing)
+    {
+      Request *req = g_async_queue_pop (self->staged);
+
+      closing = req->kind == REQ_CLOSE;
+      if (req->kind == REQ_APPEND)
+        stage_search (self, req);
+      g_mutex_lock (&self->lock);
+      g_async_queue_push (self->queue, req);
+      self->n_staged--;
+      g_mutex_unlock (&self->lock);
+    }
+  return NULL;
+}
+
+/* Queues a request for the writer, through the dedupe stage when there
+ * are generations to search (or the stage holds requests).  Call with
+ * self->lock held. */
+static void
+route_request (FlStore *self,
+               Request *req)
+{
+  if (self->stage_thread != NULL &&
+      (self->n_staged > 0 || req->kind == REQ_CLOSE ||
+       (req->kind == REQ_APPEND && __atomic_load_n (&self->n_gens, __ATOMIC_RELAXED) > 0)))
+    {
+      self->n_staged++;
+      g_async_queue_push (self->staged, req);
+    }
+  else
+    g_async_queue_push (self->queue, req);
+}
+
 static void
 fl_store_finalize (GObject *object)
 {
@@ -3895,6 +4063,7 @@ fl_store_finalize (GObject *object)
   fl_store_close (self);
 
   g_clear_pointer (&self->queue, g_async_queue_unref);
+  g_clear_pointer (&self->staged, g_async_queue_unref);
   g_clear_pointer (&self->readers, g_async_queue_unref);
   g_clear_pointer (&self->all_readers, g_ptr_array_unref);
   g_clear_pointer (&self->device_ids, g_hash_table_unref);
@@ -3937,6 +4106,7 @@ fl_store_init (FlStore *self)
   g_mutex_init (&self->lock);
   g_rw_lock_init (&self->dedupe_lock);
   self->queue = g_async_queue_new ();
+  self->staged = g_async_queue_new ();
   self->readers = g_async_queue_new ();
   self->all_readers = g_ptr_array_new_with_free_func ((GDestroyNotify) reader_free);
   self->device_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
@@ -4040,7 +4210,7 @@ fl_store_open (const char  *path,
 
   for (guint i = 0; i < N_READERS; i++)
     {
-      Reader *r = reader_new (path, error);
+      Reader *r = reader_new (path, READER_CACHE_KIB, error);
 
       if (r == NULL)
         return NULL;
@@ -4052,7 +4222,11 @@ fl_store_open (const char  *path,
   self->pool = g_thread_pool_new (reader_job_func, self, N_READERS, TRUE, error);
   if (self->pool == NULL)
     return NULL;
+  self->stage_reader = reader_new (path, STAGE_CACHE_KIB, error);
+  if (self->stage_reader == NULL)
+    return NULL;
   self->closed = FALSE;
+  self->stage_thread = g_thread_new ("fl-store-dedupe", stage_thread_func, self);
   self->writer_thread = g_thread_new ("fl-store-writer", writer_thread_func, self);
   self->ckpt_thread = g_thread_new ("fl-store-ckpt", checkpoint_thread_func, self);
 
@@ -4065,7 +4239,12 @@ fl_store_writer_stop (FlStore *self)
   Request *req = g_new0 (Request, 1);
 
   req->kind = REQ_CLOSE;
-  g_async_queue_push (self->queue, req);
+  g_mutex_lock (&self->lock);
+  route_request (self, req);
+  g_mutex_unlock (&self->lock);
+  if (self->stage_thread != NULL)
+    g_thread_join (g_steal_pointer (&self->stage_thread));
+  g_clear_pointer (&self->stage_reader, reader_free);
   g_mutex_lock (&self->ckpt_lock);
   self->ckpt_quit = TRUE;
   g_cond_signal (&self->ckpt_cond);
@@ -4099,6 +4278,7 @@ fl_store_close (FlStore *self)
       else
         fl_store_writer_stop (self);
     }
+  g_clear_pointer (&self->stage_reader, reader_free);
   g_clear_pointer (&self->wstmts, g_hash_table_unref);
   if (self->db != NULL)
     {
@@ -4121,7 +4301,7 @@ push_request (FlStore *self,
   g_mutex_lock (&self->lock);
   ok = !self->closed;
   if (ok)
-    g_async_queue_push (self->queue, req);
+    route_request (self, req);
   g_mutex_unlock (&self->lock);
   return ok;
 }
@@ -4188,6 +4368,7 @@ fl_store_append_async (FlStore             *self,
   req->task = g_object_ref (task);
   req->events = g_ptr_array_ref (events);
   req->received_at = received_at;
+  req->checked_gen = -1;
   if (!push_request (self, req))
     {
       request_free (req);
@@ -4415,7 +4596,7 @@ fl_store_load_devices (FlStore  *self,
   g_mutex_unlock (&self->lock);
   /* a connection of its own: this is a start-up call, and the pool's
    * connections belong to the reader threads */
-  r = reader_new (self->path, error);
+  r = reader_new (self->path, READER_CACHE_KIB, error);
   if (r == NULL)
     return NULL;
 
