@@ -64,6 +64,10 @@ FlEvent    *fl_event_parse          (const char                *text,
                                      const FlEventParseOptions *options,
                                      GError                   **error);
 
+/* Appends value in decimal to out. */
+void        fl_json_append_int      (GString    *out,
+                                     gint64      value);
+
 /* Appends str as a JSON string literal (quoted and escaped) to out. */
 void        fl_json_append_string   (GString    *out,
                                      const char *str);

@@ -385,7 +385,9 @@ fl_event_build_json (FlEvent *self)
 
   g_string_append (out, "{\"id\":");
   fl_json_append_string (out, self->id);
-  g_string_append_printf (out, ",\"timestamp\":%" G_GINT64_FORMAT ",\"source\":", self->timestamp);
+  g_string_append (out, ",\"timestamp\":");
+  fl_json_append_int (out, self->timestamp);
+  g_string_append (out, ",\"source\":");
   fl_json_append_string (out, self->source);
   g_string_append (out, ",\"type\":");
   fl_json_append_string (out, self->event_type);
@@ -397,9 +399,15 @@ fl_event_build_json (FlEvent *self)
       g_string_append (out, self->metadata_json);
     }
   if (self->seq > 0)
-    g_string_append_printf (out, ",\"seq\":%" G_GINT64_FORMAT, self->seq);
+    {
+      g_string_append (out, ",\"seq\":");
+      fl_json_append_int (out, self->seq);
+    }
   if (self->received_at > 0)
-    g_string_append_printf (out, ",\"receivedAt\":%" G_GINT64_FORMAT, self->received_at);
+    {
+      g_string_append (out, ",\"receivedAt\":");
+      fl_json_append_int (out, self->received_at);
+    }
   g_string_append_c (out, '}');
 
   self->json = out;

@@ -292,6 +292,23 @@ test_batch_fuzz (void)
   g_rand_free (rand);
 }
 
+static void
+test_append_int (void)
+{
+  static const struct { gint64 value; const char *text; } cases[] = {
+    { 0, "0" }, { 7, "7" }, { -1, "-1" }, { 1700000000000, "1700000000000" },
+    { G_MAXINT64, "9223372036854775807" }, { G_MININT64, "-9223372036854775808" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GString) out = g_string_new ("x");
+
+      fl_json_append_int (out, cases[i].value);
+      g_assert_cmpstr (out->str + 1, ==, cases[i].text);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -311,6 +328,7 @@ main (int    argc,
   g_test_add_func ("/fieldline/codec/batch-empty", test_batch_empty_array);
   g_test_add_func ("/fieldline/codec/event-size", test_event_size_limit);
   g_test_add_func ("/fieldline/codec/batch-fuzz", test_batch_fuzz);
+  g_test_add_func ("/fieldline/codec/append-int", test_append_int);
 
   return g_test_run ();
 }
