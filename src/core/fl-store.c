@@ -28,12 +28,15 @@
  *   Lookups cost one Bloom probe per generation: memory and time grow
  *   with history (1.25 bytes per stored id); see the report.
  *
- * - Lookup indexes are built behind the log: `ix_dev_seq` (device, seq)
- *   and `ix_dev_ts` (device, ts, seq), WITHOUT ROWID and covering (ts,
- *   type).  A batch (index_batch rows, or what is there after
- *   INDEX_MAX_AGE_USEC) is sorted in each index's key order (in linear
- *   time), so it dirties about one leaf page per device, and is written in
- *   maintenance slices; it counts once complete
+ * - Lookup indexes are built behind the log: `ix_dev_seq` (device, seq),
+ *   WITHOUT ROWID and covering (ts, type), and `ix_dev_min` (device,
+ *   minute -> lo_seq, hi_seq), one row per device and minute of event
+ *   time: a query by time reads ix_dev_seq between the seqs of the minutes
+ *   it covers, with the time range as a filter (a per-event (device, ts)
+ *   index cost a quarter of the writer's time).  A batch (index_batch
+ *   rows, or what is there after INDEX_MAX_AGE_USEC) is sorted by device
+ *   (in linear time), so it dirties about one leaf page per device, and is
+ *   written in maintenance slices; it counts once complete
  *   (meta.indexed_upto).  Queries read the indexes for seq <= indexed_upto
  *   and scan the un-indexed tail of the narrow log.
  *
@@ -97,7 +100,7 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 
 /* ---- tuning ------------------------------------------------------------ */
 
-#define SCHEMA_VERSION            1
+#define SCHEMA_VERSION            2
 #define GROUP_MAX_EVENTS          20000
 #define DEFAULT_GENERATION_SIZE   131072
 #define DEFAULT_INDEX_BATCH       32768
@@ -133,6 +136,8 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define MINUTE_MS ((gint64) 60 * 1000)
 #define HOUR_MS   ((gint64) 60 * 60 * 1000)
 #define TS_LIMIT  ((gint64) 1 << 52)       /* telemetry range clamp */
+/* floor (ts / MINUTE_MS) in SQL, whose % keeps the dividend's sign */
+#define MINUTE_OF_TS "((ts - ((ts % 60000) + 60000) % 60000) / 60000)"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -442,17 +447,24 @@ typedef struct {
   guint32 type;
 } IxEntry;
 
+/* A row of ix_dev_min: the seqs of a device's events in one minute of
+ * their timestamps lie in [lo, hi]. */
+typedef struct {
+  gint64  minute;
+  gint64  lo;
+  gint64  hi;
+  guint32 device;
+} IxMinute;
+
 static int
-ix_cmp_dev_ts (gconstpointer a,
+ix_minute_cmp (gconstpointer a,
                gconstpointer b)
 {
-  const IxEntry *x = a, *y = b;
+  const IxMinute *x = a, *y = b;
 
   if (x->device != y->device)
     return x->device < y->device ? -1 : 1;
-  if (x->ts != y->ts)
-    return x->ts < y->ts ? -1 : 1;
-  return (x->seq > y->seq) - (x->seq < y->seq);
+  return (x->minute > y->minute) - (x->minute < y->minute);
 }
 
 /* ---- requests to the writer -------------------------------------------- */
@@ -581,9 +593,9 @@ struct _FlStore
   GArray       *ix_pending;    /* IxEntry after the batch being built, if valid */
   gboolean      ix_pending_valid;
   GArray       *ix_by_seq;     /* the batch being built, (device, seq) order */
-  GArray       *ix_by_ts;      /* the same, (device, ts, seq) order */
+  GArray       *ix_minutes;    /* its IxMinute, (device, minute) order */
   guint         ix_pos_seq;
-  guint         ix_pos_ts;
+  guint         ix_pos_min;
   gint64        ix_build_upto; /* 0: no batch being built */
   GPtrArray    *roll_round;    /* DeviceSlot (borrowed) of a full rollup write, id order */
   guint         roll_round_pos;
@@ -805,7 +817,19 @@ static const char * const migrations[] = {
   "  max REAL NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL,"
   "  PRIMARY KEY (device, metric, res, t)) WITHOUT ROWID;"
   "CREATE TABLE devices (device_id TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;",
+  /* 1 -> 2: the (device, ts) index becomes a map of each device's minutes
+   * to seq ranges (one row per device and minute, not per event);
+   * queries by time read ix_dev_seq within those ranges */
+  "CREATE TABLE ix_dev_min (device INTEGER NOT NULL, minute INTEGER NOT NULL,"
+  "  lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,"
+  "  PRIMARY KEY (device, minute)) WITHOUT ROWID;"
+  "INSERT INTO ix_dev_min (device, minute, lo_seq, hi_seq)"
+  "  SELECT device, " MINUTE_OF_TS ", min (seq), max (seq) FROM ix_dev_seq"
+  "  WHERE true GROUP BY 1, 2;"
+  "DROP TABLE ix_dev_ts;",
 };
+
+G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == SCHEMA_VERSION);
 
 static gboolean
 migrate (sqlite3  *db,
@@ -1327,7 +1351,7 @@ writer_load_state (FlStore  *self,
   /* rows logged but not indexed by an earlier run are indexed from SQL */
   g_array_set_size (self->ix_pending, 0);
   g_array_set_size (self->ix_by_seq, 0);
-  g_array_set_size (self->ix_by_ts, 0);
+  g_array_set_size (self->ix_minutes, 0);
   self->ix_build_upto = 0;
   self->ix_pending_valid = self->indexed_upto == last;
 
@@ -1854,6 +1878,90 @@ writer_insert_ix (FlStore     *self,
   return TRUE;
 }
 
+/* The ix_dev_min rows of entries (in (device, seq) order) into minutes,
+ * in (device, minute) order: one per device and minute. */
+static void
+ix_collect_minutes (const IxEntry *entries,
+                    guint          n,
+                    GArray        *minutes)
+{
+  g_array_set_size (minutes, 0);
+  for (guint i = 0; i < n;)
+    {
+      guint first = minutes->len;
+      guint32 device = entries[i].device;
+      gboolean sorted = TRUE;
+
+      for (; i < n && entries[i].device == device; i++)
+        {
+          gint64 minute = floor_div (entries[i].ts, MINUTE_MS);
+          IxMinute *last = minutes->len > first
+            ? &g_array_index (minutes, IxMinute, minutes->len - 1) : NULL;
+
+          if (last != NULL && last->minute == minute)
+            {
+              last->hi = entries[i].seq;   /* seq order */
+              continue;
+            }
+          if (last != NULL && last->minute > minute)
+            sorted = FALSE;
+          g_array_append_val (minutes, ((IxMinute) { minute, entries[i].seq, entries[i].seq, device }));
+        }
+      if (!sorted)
+        {
+          /* out-of-order timestamps: merge the runs of each minute */
+          IxMinute *m = &g_array_index (minutes, IxMinute, first);
+          guint len = minutes->len - first, out = 0;
+
+          qsort (m, len, sizeof (IxMinute), ix_minute_cmp);
+          for (guint k = 1; k < len; k++)
+            {
+              if (m[k].minute == m[out].minute)
+                {
+                  m[out].lo = MIN (m[out].lo, m[k].lo);
+                  m[out].hi = MAX (m[out].hi, m[k].hi);
+                }
+              else
+                m[++out] = m[k];
+            }
+          g_array_set_size (minutes, first + out + 1);
+        }
+    }
+}
+
+/* Writes ix_minutes[ix_pos_min..] into ix_dev_min until the deadline,
+ * widening the seq range of a minute already there. */
+static gboolean
+writer_insert_minutes (FlStore  *self,
+                       gint64    deadline,
+                       GError  **error)
+{
+  sqlite3_stmt *stmt = cached_stmt (self->db, self->wstmts,
+                                    "INSERT INTO ix_dev_min (device, minute, lo_seq, hi_seq)"
+                                    " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (device, minute)"
+                                    " DO UPDATE SET lo_seq = min (lo_seq, excluded.lo_seq),"
+                                    " hi_seq = max (hi_seq, excluded.hi_seq)", error);
+  guint n = 0;
+
+  if (stmt == NULL)
+    return FALSE;
+  while (self->ix_pos_min < self->ix_minutes->len)
+    {
+      const IxMinute *m = &g_array_index (self->ix_minutes, IxMinute, self->ix_pos_min);
+
+      sqlite3_bind_int64 (stmt, 1, m->device);
+      sqlite3_bind_int64 (stmt, 2, m->minute);
+      sqlite3_bind_int64 (stmt, 3, m->lo);
+      sqlite3_bind_int64 (stmt, 4, m->hi);
+      if (!step_done (self->db, stmt, error))
+        return FALSE;
+      self->ix_pos_min++;
+      if (slice_over (self, &n, deadline))
+        break;
+    }
+  return TRUE;
+}
+
 static gboolean
 writer_index_done (FlStore  *self,
                    gint64    upto,
@@ -1867,7 +1975,7 @@ writer_index_done (FlStore  *self,
   self->ix_build_upto = 0;
   self->mstats.index_batches++;
   g_array_set_size (self->ix_by_seq, 0);
-  g_array_set_size (self->ix_by_ts, 0);
+  g_array_set_size (self->ix_minutes, 0);
   return TRUE;
 }
 
@@ -1898,9 +2006,11 @@ writer_build_index (FlStore  *self,
             "INSERT OR IGNORE INTO ix_dev_seq (device, seq, ts, type)"
             " SELECT device, seq, ts, type FROM events WHERE seq > ?1 AND seq <= ?2"
             " ORDER BY device, seq",
-            "INSERT OR IGNORE INTO ix_dev_ts (device, ts, seq, type)"
-            " SELECT device, ts, seq, type FROM events WHERE seq > ?1 AND seq <= ?2"
-            " ORDER BY device, ts, seq",
+            "INSERT INTO ix_dev_min (device, minute, lo_seq, hi_seq)"
+            " SELECT device, " MINUTE_OF_TS ", min (seq), max (seq) FROM events"
+            " WHERE seq > ?1 AND seq <= ?2 GROUP BY 1, 2 ORDER BY 1, 2"
+            " ON CONFLICT (device, minute) DO UPDATE SET lo_seq = min (lo_seq, excluded.lo_seq),"
+            " hi_seq = max (hi_seq, excluded.hi_seq)",
           };
 
           for (guint i = 0; i < G_N_ELEMENTS (sqls); i++)
@@ -1921,12 +2031,13 @@ writer_build_index (FlStore  *self,
 
       /* start a batch: what is pending now (in seq order), in linear time:
        * a stable counting sort by device gives (device, seq) order, and
-       * within a device ts is nearly always ascending already */
+       * within a device ts is nearly always ascending, so its minutes
+       * come in runs */
       {
         guint n_dev = self->device_slots->len + 1;
         g_autofree guint *start = g_new0 (guint, n_dev + 1);
         const IxEntry *in = (const IxEntry *) self->ix_pending->data;
-        IxEntry *by_seq, *by_ts;
+        IxEntry *by_seq;
         guint index_batch = __atomic_load_n (&self->index_batch, __ATOMIC_RELAXED);
         /* a bounded batch (memory, and the length of its slices) */
         guint n = MIN (self->ix_pending->len, 2 * MAX (index_batch, 32768u));
@@ -1934,34 +2045,17 @@ writer_build_index (FlStore  *self,
         upto = in[n - 1].seq;
 
         g_array_set_size (self->ix_by_seq, n);
-        g_array_set_size (self->ix_by_ts, n);
         by_seq = (IxEntry *) self->ix_by_seq->data;
-        by_ts = (IxEntry *) self->ix_by_ts->data;
         for (guint i = 0; i < n; i++)
           start[MIN (in[i].device, n_dev - 1) + 1]++;
         for (guint d = 1; d <= n_dev; d++)
           start[d] += start[d - 1];
         for (guint i = 0; i < n; i++)
           by_seq[start[MIN (in[i].device, n_dev - 1)]++] = in[i];
-        memcpy (by_ts, by_seq, (gsize) n * sizeof (IxEntry));
-        for (guint i = 0; i < n;)
-          {
-            guint j = i + 1;
-            gboolean sorted = TRUE;
-
-            while (j < n && by_ts[j].device == by_ts[i].device)
-              {
-                if (sorted && ix_cmp_dev_ts (&by_ts[j - 1], &by_ts[j]) > 0)
-                  sorted = FALSE;
-                j++;
-              }
-            if (!sorted)
-              qsort (by_ts + i, j - i, sizeof (IxEntry), ix_cmp_dev_ts);
-            i = j;
-          }
+        ix_collect_minutes (by_seq, n, self->ix_minutes);
         g_array_remove_range (self->ix_pending, 0, n);
       }
-      self->ix_pos_seq = self->ix_pos_ts = 0;
+      self->ix_pos_seq = self->ix_pos_min = 0;
       self->ix_build_upto = upto;
     }
 
@@ -1971,11 +2065,9 @@ writer_build_index (FlStore  *self,
     return FALSE;
   if (self->ix_pos_seq < self->ix_by_seq->len)
     return TRUE;
-  if (!writer_insert_ix (self, "INSERT OR IGNORE INTO ix_dev_ts (device, seq, ts, type)"
-                         " VALUES (?1, ?2, ?3, ?4)", self->ix_by_ts, &self->ix_pos_ts,
-                         deadline, error))
+  if (!writer_insert_minutes (self, deadline, error))
     return FALSE;
-  if (self->ix_pos_seq < self->ix_by_seq->len || self->ix_pos_ts < self->ix_by_ts->len)
+  if (self->ix_pos_min < self->ix_minutes->len)
     return TRUE;
   return writer_index_done (self, self->ix_build_upto, error);
 }
@@ -3148,6 +3240,41 @@ collect_seqs (Reader        *r,
   return TRUE;
 }
 
+/* Narrows the open seq range (lo, hi) to the events of device with ts in
+ * [from, to) that ix_dev_min knows of (the indexed ones); *lo >= *hi - 1
+ * when there are none. */
+static gboolean
+reader_minute_range (Reader   *r,
+                     gint64    device,
+                     gint64    from,
+                     gint64    to,
+                     gint64   *lo,
+                     gint64   *hi,
+                     GError  **error)
+{
+  sqlite3_stmt *stmt = rstmt (r, "SELECT min (lo_seq), max (hi_seq) FROM ix_dev_min"
+                                 " WHERE device = ?1 AND minute >= ?2 AND minute <= ?3", error);
+  int rc;
+
+  if (stmt == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (stmt, 1, device);
+  sqlite3_bind_int64 (stmt, 2, from == G_MININT64 ? G_MININT64 : floor_div (from, MINUTE_MS));
+  sqlite3_bind_int64 (stmt, 3, to == G_MAXINT64 ? G_MAXINT64 : floor_div (to - 1, MINUTE_MS));
+  rc = sqlite3_step (stmt);
+  if (rc == SQLITE_ROW && sqlite3_column_type (stmt, 0) != SQLITE_NULL)
+    {
+      *lo = MAX (*lo, sqlite3_column_int64 (stmt, 0) - 1);
+      *hi = MIN (*hi, sqlite3_column_int64 (stmt, 1) + 1);
+    }
+  else if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+    *lo = *hi;
+  sqlite3_reset (stmt);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return set_sqlite_error (error, r->db, rc, "query");
+  return TRUE;
+}
+
 /* Seqs in (lo, hi) matching the query, at most limit, in order. */
 static gboolean
 query_part (Reader              *r,
@@ -3171,21 +3298,14 @@ query_part (Reader              *r,
 
   if (indexed && device > 0)
     {
-      /* the time index when the range keeps the scan short, else the seq
-       * index with the time range as a filter */
-      gboolean by_ts = from_bounded && to_bounded;
-
-      if (from_bounded != to_bounded)
-        by_ts = q->descending ? to_bounded : from_bounded;
-
-      if (by_ts)
-        sql = q->descending
-          ? "SELECT seq FROM ix_dev_ts WHERE device = ?1 AND ts >= ?2 AND ts < ?3"
-            " AND seq > ?4 AND seq < ?5 AND (?6 = 0 OR type = ?6) ORDER BY seq DESC LIMIT ?7"
-          : "SELECT seq FROM ix_dev_ts WHERE device = ?1 AND ts >= ?2 AND ts < ?3"
-            " AND seq > ?4 AND seq < ?5 AND (?6 = 0 OR type = ?6) ORDER BY seq LIMIT ?7";
-      else
-        sql = q->descending
+      /* a time range first narrows the seq range through the minute map,
+       * then the seq index is read with the time range as a filter */
+      if ((from_bounded || to_bounded) &&
+          !reader_minute_range (r, device, q->from, q->to, &lo, &hi, error))
+        return FALSE;
+      if (lo + 1 >= hi)
+        return TRUE;
+      sql = q->descending
           ? "SELECT seq FROM ix_dev_seq WHERE device = ?1 AND seq > ?4 AND seq < ?5"
             " AND ts >= ?2 AND ts < ?3 AND (?6 = 0 OR type = ?6) ORDER BY seq DESC LIMIT ?7"
           : "SELECT seq FROM ix_dev_seq WHERE device = ?1 AND seq > ?4 AND seq < ?5"
@@ -3623,23 +3743,30 @@ telemetry_raw_range (Reader      *r,
                      GError     **error)
 {
   sqlite3_stmt *stmt;
+  gint64 seq_lo = 0, seq_hi = indexed + 1;
 
   if (lo >= hi)
     return TRUE;
-  stmt = rstmt (r,
-                "SELECT x.ts, j.value FROM ix_dev_ts x JOIN bodies bo ON bo.seq = x.seq,"
-                " json_each (bo.json, '$.data') j"
-                " WHERE x.device = ?1 AND x.ts >= ?2 AND x.ts < ?3 AND x.seq <= ?4"
-                " AND j.key = ?5 AND j.type IN ('integer', 'real')", error);
-  if (stmt == NULL)
+  if (!reader_minute_range (r, device, lo, hi, &seq_lo, &seq_hi, error))
     return FALSE;
-  sqlite3_bind_int64 (stmt, 1, device);
-  sqlite3_bind_int64 (stmt, 2, lo);
-  sqlite3_bind_int64 (stmt, 3, hi);
-  sqlite3_bind_int64 (stmt, 4, indexed);
-  sqlite3_bind_text (stmt, 5, metric, -1, SQLITE_STATIC);
-  if (!telemetry_add_raw (r, stmt, b, error))
-    return FALSE;
+  if (seq_lo + 1 < seq_hi)
+    {
+      stmt = rstmt (r,
+                    "SELECT x.ts, j.value FROM ix_dev_seq x JOIN bodies bo ON bo.seq = x.seq,"
+                    " json_each (bo.json, '$.data') j"
+                    " WHERE x.device = ?1 AND x.seq > ?2 AND x.seq < ?3 AND x.ts >= ?4"
+                    " AND x.ts < ?5 AND j.key = ?6 AND j.type IN ('integer', 'real')", error);
+      if (stmt == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (stmt, 1, device);
+      sqlite3_bind_int64 (stmt, 2, seq_lo);
+      sqlite3_bind_int64 (stmt, 3, seq_hi);
+      sqlite3_bind_int64 (stmt, 4, lo);
+      sqlite3_bind_int64 (stmt, 5, hi);
+      sqlite3_bind_text (stmt, 6, metric, -1, SQLITE_STATIC);
+      if (!telemetry_add_raw (r, stmt, b, error))
+        return FALSE;
+    }
 
   return telemetry_raw_unindexed (r, device, metric, indexed, lo, hi, b, error);
 }
@@ -4077,7 +4204,7 @@ fl_store_finalize (GObject *object)
   g_clear_pointer (&self->hashes, g_array_unref);
   g_clear_pointer (&self->ix_pending, g_array_unref);
   g_clear_pointer (&self->ix_by_seq, g_array_unref);
-  g_clear_pointer (&self->ix_by_ts, g_array_unref);
+  g_clear_pointer (&self->ix_minutes, g_array_unref);
   g_mutex_clear (&self->ckpt_lock);
   g_cond_clear (&self->ckpt_cond);
   g_clear_pointer (&self->hot, hot_set_free);
@@ -4121,7 +4248,7 @@ fl_store_init (FlStore *self)
   self->hashes = g_array_new (FALSE, FALSE, sizeof (guint64));
   self->ix_pending = g_array_new (FALSE, FALSE, sizeof (IxEntry));
   self->ix_by_seq = g_array_new (FALSE, FALSE, sizeof (IxEntry));
-  self->ix_by_ts = g_array_new (FALSE, FALSE, sizeof (IxEntry));
+  self->ix_minutes = g_array_new (FALSE, FALSE, sizeof (IxMinute));
   g_mutex_init (&self->ckpt_lock);
   g_cond_init (&self->ckpt_cond);
   self->generation_size = DEFAULT_GENERATION_SIZE;
@@ -4792,8 +4919,8 @@ _fl_store_get_heap_bytes (FlStore *self)
   /* a cell, its malloc header and its GHashTable slot */
   bytes += __atomic_load_n (&self->roll_cells, __ATOMIC_RELAXED) * (sizeof (RollCell) + 16 + 24);
   if (self->ix_pending != NULL)
-    bytes += ((guint64) self->ix_pending->len + self->ix_by_seq->len + self->ix_by_ts->len) *
-             sizeof (IxEntry);
+    bytes += ((guint64) self->ix_pending->len + self->ix_by_seq->len) * sizeof (IxEntry) +
+             (guint64) self->ix_minutes->len * sizeof (IxMinute);
   return bytes;
 }
 

@@ -509,7 +509,8 @@ fill_model (FlStore *store,
           m.id = g_strdup_printf ("q-%u", done + i);
           m.device = g_strdup (devices[g_rand_int_range (rand, 0, G_N_ELEMENTS (devices))]);
           m.type = g_strdup (types[g_rand_int_range (rand, 0, G_N_ELEMENTS (types))]);
-          m.ts = BASE_TS + g_rand_int_range (rand, 0, 100000);
+          /* several minutes, out of order within a device */
+          m.ts = BASE_TS + g_rand_int_range (rand, -150000, 250000);
           m.value = g_rand_int_range (rand, -50, 50);
           m.seq = 0;
           g_ptr_array_add (events, make_event (m.id, m.device, m.type, m.ts, m.value));
@@ -1008,11 +1009,62 @@ test_schema_version (Fixture       *f,
   g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
-  g_assert_cmpint (sqlite3_column_int (stmt, 0), ==, 1);
+  g_assert_cmpint (sqlite3_column_int (stmt, 0), ==, 2);
   sqlite3_finalize (stmt);
   g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &stmt, NULL), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
   g_assert_cmpstr ((const char *) sqlite3_column_text (stmt, 0), ==, "wal");
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+}
+
+/* A version 1 database (with the (device, ts) index) is migrated to the
+ * minute map, and queries by time still find exactly their events. */
+static void
+test_schema_migrate_v1 (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (29);
+  g_autoptr(GArray) model = NULL;
+  g_autoptr(GError) error = NULL;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  FlEventQuery q = { 0 };
+
+  model = fill_model (f->store, 400, rand);
+  sync_store (f->store, FALSE);
+  fl_store_close (f->store);
+  g_assert_finalize_object (f->store);
+
+  /* back to version 1 */
+  g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_exec (db,
+                                 "CREATE TABLE ix_dev_ts (device INTEGER NOT NULL, ts INTEGER NOT NULL,"
+                                 "  seq INTEGER NOT NULL, type INTEGER NOT NULL,"
+                                 "  PRIMARY KEY (device, ts, seq)) WITHOUT ROWID;"
+                                 "INSERT INTO ix_dev_ts SELECT device, ts, seq, type FROM ix_dev_seq;"
+                                 "DROP TABLE ix_dev_min;"
+                                 "PRAGMA user_version = 1;", NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+
+  f->store = fl_store_open (f->path, &error);
+  g_assert_no_error (error);
+  for (guint d = 0; d < G_N_ELEMENTS (devices); d++)
+    for (guint range = 0; range < 4; range++)
+      {
+        q.device_id = devices[d];
+        q.from = (range & 1) ? BASE_TS - 61234 : G_MININT64;
+        q.to = (range & 2) ? BASE_TS + 125001 : G_MAXINT64;
+        q.limit = 19;
+        q.descending = range == 2;
+        check_query (f->store, model, &q);
+      }
+
+  g_assert_cmpint (sqlite3_open (f->path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT count(*) FROM sqlite_schema WHERE name = 'ix_dev_ts'",
+                                       -1, &stmt, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  g_assert_cmpint (sqlite3_column_int (stmt, 0), ==, 0);
   sqlite3_finalize (stmt);
   sqlite3_close (db);
 }
@@ -1268,6 +1320,7 @@ main (int    argc,
   ADD ("devices", test_devices);
   g_test_add_func ("/fieldline/store/schema/newer-refused", test_schema_newer);
   ADD ("schema/version", test_schema_version);
+  ADD ("schema/migrate-v1", test_schema_migrate_v1);
   ADD ("close-drains", test_close_drains);
   ADD ("readers-during-append", test_readers_during_append);
   ADD ("maintenance/never-delays-acks", test_maintenance_slices);
