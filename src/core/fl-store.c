@@ -115,7 +115,7 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define N_READERS                 2
 #define WRITER_CACHE_KIB          8192
 #define READER_CACHE_KIB          2048
-#define STAGE_CACHE_KIB           1024     /* the dedupe stage's connection */
+#define STAGE_CACHE_KIB           256      /* the dedupe stage's connection (random probes) */
 #define CHECKPOINT_EVERY_BYTES    (4 * 1024 * 1024)    /* WAL growth that wakes the checkpointer */
 #define WAL_RESTART_BYTES         (72 * 1024 * 1024)   /* then the WAL is made to start over, when idle */
 #define WAL_HARD_BYTES            (88 * 1024 * 1024)   /* and past this, between groups too */
