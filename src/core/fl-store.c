@@ -113,7 +113,7 @@ G_DEFINE_QUARK (fl-store-error-quark, fl_store_error)
 #define IDLE_TICK_USEC            (1 * G_USEC_PER_SEC)
 #define IDLE_INDEX_MIN_ROWS       1024
 #define N_READERS                 2
-#define WRITER_CACHE_KIB          8192
+#define WRITER_CACHE_KIB          6144
 #define READER_CACHE_KIB          2048
 #define STAGE_CACHE_KIB           256      /* the dedupe stage's connection (random probes) */
 #define CHECKPOINT_EVERY_BYTES    (4 * 1024 * 1024)    /* WAL growth that wakes the checkpointer */
