@@ -26,7 +26,9 @@
  *   ids with the same hash are never taken as duplicates.  At open the hot
  *   set is rebuilt from the log rows after the last frozen generation.
  *   Lookups cost one Bloom probe per generation: memory and time grow
- *   with history (1.25 bytes per stored id); see the report.
+ *   with history (1.25 bytes per stored id).  The generations are
+ *   searched by a stage thread ahead of the writer (see "the dedupe
+ *   stage" below), so that cost is off the writer's thread.
  *
  * - Lookup indexes are built behind the log: `ix_dev_seq` (device, seq),
  *   WITHOUT ROWID and covering (ts, type), and `ix_dev_min` (device,
@@ -60,9 +62,11 @@
  *   MAINT_SLICE_USEC of work, when the queue is empty, so an append waits
  *   for one short slice at most; when maintenance lags (sustained load)
  *   one longer slice also runs after each group.  A generation's sort and
- *   Bloom filter are built on a short-lived helper thread.  Two reader threads (a GThreadPool) answer queries, each with a
- *   read-only connection of its own, in WAL mode, so they never block the
- *   writer.  The in-memory dedupe state is shared with readers (get_event)
+ *   Bloom filter are built on a short-lived helper thread.  A dedupe
+ *   stage thread, with a read-only connection, searches the frozen
+ *   generations for each append before the writer gets it.  Two reader
+ *   threads (a GThreadPool) answer queries, each with a read-only
+ *   connection of its own, in WAL mode, so they never block the writer.  The in-memory dedupe state is shared with readers (get_event)
  *   under a GRWLock.  A checkpointer thread (at a lower priority)
  *   copies the WAL into the database and makes it start over, holding a
  *   read transaction so that SQLite never does that in the writer's
