@@ -90,6 +90,27 @@ fl_api_error_status (const GError *error,
         case FL_AUTH_ERROR_FORBIDDEN:
           *code = "forbidden";
           return 403;
+        case FL_AUTH_ERROR_USER_NOT_CONFIRMED:
+          *code = "user_not_confirmed";
+          return 403;
+        case FL_AUTH_ERROR_CODE_MISMATCH:
+          *code = "code_mismatch";
+          return 400;
+        case FL_AUTH_ERROR_EXPIRED_CODE:
+          *code = "expired_code";
+          return 400;
+        case FL_AUTH_ERROR_LIMIT_EXCEEDED:
+          *code = "limit_exceeded";
+          return 429;
+        case FL_AUTH_ERROR_RESOURCE_NOT_FOUND:
+          *code = "not_found";
+          return 404;
+        case FL_AUTH_ERROR_PASSWORD_RESET_REQUIRED:
+          *code = "password_reset_required";
+          return 403;
+        case FL_AUTH_ERROR_UNSUPPORTED_TOKEN_TYPE:
+          *code = "invalid_parameter";
+          return 400;
         case FL_AUTH_ERROR_INTERNAL:
         default:
           *code = "internal";

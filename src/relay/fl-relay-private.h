@@ -8,6 +8,8 @@
 #include "fl-http.h"
 #include "fl-hub.h"
 #include "fl-ingest.h"
+#include "fl-mailer.h"
+#include "fl-trusted-issuer.h"
 #include "fl-metrics.h"
 #include "fl-registry.h"
 #include "fl-relay.h"
@@ -25,6 +27,8 @@ struct _FlRelay
   FlConnectionReaper *reaper;   /* closes what libsoup 3.2 leaves open */
   FlStore     *store;
   FlUserPool  *pool;
+  FlMailer    *mailer;           /* confirmation and reset codes */
+  FlTrustedIssuer *trusted;      /* a real Cognito pool's tokens, or NULL */
   FlRegistry  *registry;
   FlHub       *hub;
   FlIngest    *ingest;
@@ -62,6 +66,7 @@ void         _fl_request_reply        (FlRequest *request,
                                        GString   *json);
 void         _fl_request_fail         (FlRequest *request,
                                        GError    *error);
+void         _fl_request_finish       (FlRequest *request);
 
 /* The operator behind the request's bearer token, if their role is at
  * least min_role. */

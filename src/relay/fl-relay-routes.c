@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "fl-cognito.h"
 #include "fl-relay-private.h"
 
 #define DEFAULT_PAGE 100
@@ -222,6 +223,40 @@ handle_refresh (FlRelay           *self,
     }
 
   fl_user_pool_refresh_async (self->pool, refresh_token, NULL, tokens_cb, _fl_request_new (self, msg, NULL));
+}
+
+/* OpenID Connect discovery, as Cognito publishes it for a pool */
+static void
+handle_openid_configuration (FlRelay           *self,
+                             SoupServerMessage *msg)
+{
+  const char            *issuer = fl_user_pool_get_issuer (self->pool);
+  g_autoptr (JsonObject) doc = json_object_new ();
+  g_autoptr (JsonNode)   node = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char       *jwks_uri = g_strconcat (issuer, "/.well-known/jwks.json", NULL);
+  g_autofree char       *text = NULL;
+  JsonArray             *array;
+
+  json_object_set_string_member (doc, "issuer", issuer);
+  json_object_set_string_member (doc, "jwks_uri", jwks_uri);
+  array = json_array_new ();
+  json_array_add_string_element (array, "public");
+  json_object_set_array_member (doc, "subject_types_supported", array);
+  array = json_array_new ();
+  json_array_add_string_element (array, "RS256");
+  json_object_set_array_member (doc, "id_token_signing_alg_values_supported", array);
+  array = json_array_new ();
+  json_array_add_string_element (array, "code");
+  json_array_add_string_element (array, "token");
+  json_object_set_array_member (doc, "response_types_supported", array);
+  array = json_array_new ();
+  json_array_add_string_element (array, "openid");
+  json_array_add_string_element (array, "email");
+  json_array_add_string_element (array, "profile");
+  json_object_set_array_member (doc, "scopes_supported", array);
+  json_node_set_object (node, doc);
+  text = fl_json_to_string (node, NULL);
+  fl_http_reply_json (msg, 200, g_string_new (text));
 }
 
 static void
@@ -788,6 +823,10 @@ _fl_relay_route (FlRelay           *self,
   if (n > 2)
     p2 = g_ptr_array_index (parts, 2);
 
+  /* The Cognito Identity Provider protocol: POST / */
+  if (n == 1 && *p0 == '\0' && method_is (msg, "POST"))
+    return _fl_relay_handle_cognito (self, msg);
+
   /* No token needed: discovery, health, sign-in, keys, devices. */
   if (n == 1 && g_str_equal (p0, "config"))
     {
@@ -801,18 +840,25 @@ _fl_relay_route (FlRelay           *self,
         return reply_method_not_allowed (msg, "GET");
       return fl_http_reply_json (msg, 200, g_string_new ("{\"status\":\"ok\"}"));
     }
-  if (n == 2 && g_str_equal (p0, "auth") && (g_str_equal (p1, "login") || g_str_equal (p1, "refresh")))
+  if (n == 2 && g_str_equal (p0, "auth") &&
+      (g_str_equal (p1, "login") || g_str_equal (p1, "refresh") ||
+       g_str_equal (p1, "register") || g_str_equal (p1, "confirm")))
     {
       if (!method_is (msg, "POST"))
         return reply_method_not_allowed (msg, "POST");
+      if (g_str_equal (p1, "register"))
+        return _fl_relay_handle_register (self, msg);
+      if (g_str_equal (p1, "confirm"))
+        return _fl_relay_handle_confirm (self, msg);
       return g_str_equal (p1, "login") ? handle_login (self, msg) : handle_refresh (self, msg);
     }
   if (n == 3 && g_str_equal (p0, fl_user_pool_get_pool_id (self->pool)) &&
-      g_str_equal (p1, ".well-known") && g_str_equal (p2, "jwks.json"))
+      g_str_equal (p1, ".well-known") &&
+      (g_str_equal (p2, "jwks.json") || g_str_equal (p2, "openid-configuration")))
     {
       if (!method_is (msg, "GET"))
         return reply_method_not_allowed (msg, "GET");
-      return handle_jwks (self, msg);
+      return g_str_equal (p2, "jwks.json") ? handle_jwks (self, msg) : handle_openid_configuration (self, msg);
     }
   if (n == 1 && g_str_equal (p0, "ingest"))
     {

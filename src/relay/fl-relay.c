@@ -86,6 +86,13 @@ _fl_request_fail (FlRequest *request,
   request_free (request);
 }
 
+/* For a reply the caller has set on request->msg itself. */
+void
+_fl_request_finish (FlRequest *request)
+{
+  request_free (request);
+}
+
 /* ---- authorization ---------------------------------------------------- */
 
 FlPrincipal *
@@ -106,7 +113,10 @@ _fl_relay_authorize (FlRelay           *self,
       return NULL;
     }
 
-  principal = fl_user_pool_authenticate (self->pool, token, &local_error);
+  if (self->trusted != NULL && fl_trusted_issuer_claims_issuer (self->trusted, token))
+    principal = fl_trusted_issuer_authenticate (self->trusted, token, &local_error);
+  else
+    principal = fl_user_pool_authenticate (self->pool, token, &local_error);
   if (principal == NULL)
     {
       g_set_error (error, FL_API_ERROR, FL_API_ERROR_UNAUTHORIZED,
@@ -299,6 +309,8 @@ fl_relay_dispose (GObject *object)
     fl_store_close (self->store);
   g_clear_object (&self->store);
   g_clear_object (&self->pool);
+  g_clear_object (&self->mailer);
+  g_clear_object (&self->trusted);
 
   G_OBJECT_CLASS (fl_relay_parent_class)->dispose (object);
 }
@@ -434,6 +446,41 @@ fl_relay_new (const FlRelayOptions *options,
   self->pool = fl_user_pool_open (options->data_dir, error);
   if (self->pool == NULL)
     return NULL;
+  if (!fl_user_pool_set_lifetimes (self->pool,
+                                   options->token_lifetime > 0 ? options->token_lifetime : 3600,
+                                   options->refresh_lifetime > 0 ? options->refresh_lifetime : 30 * 24 * 3600,
+                                   error))
+    return NULL;
+  fl_user_pool_set_auto_confirm (self->pool, options->auto_confirm);
+  if (options->password_policy != NULL)
+    {
+      FlPasswordPolicy policy;
+
+      if (!fl_password_policy_parse (options->password_policy, &policy, error))
+        return NULL;
+      fl_user_pool_set_password_policy (self->pool, &policy);
+    }
+  {
+    g_autofree char *outbox = g_build_filename (options->data_dir, "outbox", NULL);
+
+    self->mailer = fl_mailer_new (outbox, options->smtp_url, options->smtp_from, error);
+    if (self->mailer == NULL)
+      return NULL;
+  }
+  if (options->cognito_issuer != NULL)
+    {
+      if (options->cognito_client_id == NULL || options->cognito_jwks == NULL)
+        {
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               "--cognito-issuer needs --cognito-client-id and --cognito-jwks");
+          return NULL;
+        }
+      self->trusted = fl_trusted_issuer_new (options->cognito_issuer, options->cognito_client_id,
+                                             options->cognito_jwks, error);
+      if (self->trusted == NULL)
+        return NULL;
+      fl_trusted_issuer_load_async (self->trusted, NULL, NULL, NULL);
+    }
 
   self->registry = fl_registry_new (self->store, error);
   if (self->registry == NULL)
@@ -487,7 +534,8 @@ fl_relay_new (const FlRelayOptions *options,
     }
   g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
 
-  issuer = g_strdup_printf ("%s/%s", self->url, fl_user_pool_get_pool_id (self->pool));
+  issuer = g_strdup_printf ("%s/%s", options->public_url != NULL ? options->public_url : self->url,
+                            fl_user_pool_get_pool_id (self->pool));
   fl_user_pool_set_issuer (self->pool, issuer);
 
   self->tick_source = g_timeout_add (TICK_MS, tick_cb, self);

@@ -21,6 +21,18 @@ typedef struct {
   gsize       max_event_size; /* 0: 64 KiB */
   guint64     max_subscriber_lag; /* bytes a live subscriber may fall
                                    * behind; 0: FL_HUB_DEFAULT_MAX_LAG_BYTES */
+
+  /* identity */
+  const char *public_url;       /* the issuer's base instead of the listening URL */
+  gboolean    auto_confirm;     /* sign-ups need no code */
+  const char *smtp_url;         /* NULL: codes go to DATA_DIR/outbox/ as .eml files */
+  const char *smtp_from;
+  guint       token_lifetime;   /* s; 0: 3600 */
+  guint       refresh_lifetime; /* s; 0: 30 days */
+  const char *password_policy;  /* fl_password_policy_parse; NULL: Cognito's default */
+  const char *cognito_issuer;   /* accept a real Cognito pool's tokens too */
+  const char *cognito_client_id;
+  const char *cognito_jwks;     /* file or URL */
 } FlRelayOptions;
 
 /* Opens the store and user pool in options->data_dir and starts listening.
