@@ -1216,6 +1216,82 @@ test_real_argon2 (Fixture      *f,
   g_assert_cmpfloat (unknown[1], <, known[1] * 3);
 }
 
+/* Rotation: new keys sign from the next open; the retired ones stay
+ * published and their tokens stay valid until they expire; a day later
+ * they are gone. */
+static void
+test_rotate_keys (Fixture      *f,
+                  gconstpointer data)
+{
+  g_autoptr (GError)      error = NULL;
+  g_autoptr (FlTokens)    old_tokens = NULL;
+  g_autoptr (FlTokens)    new_tokens = NULL;
+  g_autoptr (FlPrincipal) principal = NULL;
+  g_autoptr (JsonNode)    jwks = NULL;
+  g_autofree char        *old_kid_jwks = NULL;
+
+  g_assert_true (fl_user_pool_add_user (f->pool, "carol", NULL, "Rotate-Me-1", FL_ROLE_VIEWER, &error));
+  g_assert_no_error (error);
+  old_tokens = login (f->pool, "carol", "Rotate-Me-1", NULL, &error);
+  g_assert_no_error (error);
+  jwks = fl_user_pool_get_jwks (f->pool);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (json_node_get_object (jwks), "keys")), ==, 2);
+  g_clear_pointer (&jwks, json_node_unref);
+
+  g_assert_true (fl_user_pool_rotate_keys (f->pool, &error));
+  g_assert_no_error (error);
+  g_clear_object (&f->pool);
+  f->pool = open_pool (f, f->dir, TRUE);
+
+  /* four keys published, the old token still accepted */
+  jwks = fl_user_pool_get_jwks (f->pool);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (json_node_get_object (jwks), "keys")), ==, 4);
+  g_clear_pointer (&jwks, json_node_unref);
+  principal = fl_user_pool_authenticate (f->pool, old_tokens->access_token, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (principal->username, ==, "carol");
+  g_clear_pointer (&principal, fl_principal_free);
+
+  /* new tokens are signed by other keys */
+  new_tokens = login (f->pool, "carol", "Rotate-Me-1", NULL, &error);
+  g_assert_no_error (error);
+  {
+    g_auto (GStrv) a = g_strsplit (old_tokens->access_token, ".", 2);
+    g_auto (GStrv) b = g_strsplit (new_tokens->access_token, ".", 2);
+
+    g_assert_cmpstr (a[0], !=, b[0]); /* the header holds the kid */
+  }
+
+  /* retired more than a day ago (the longest token lifetime): gone
+   * (the pool reads the retirement time from the file name at open) */
+  {
+    g_autofree char *retired = g_build_filename (f->dir, "keys", "retired", NULL);
+    g_autoptr (GDir) dir = g_dir_open (retired, 0, NULL);
+    g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+    const char *name;
+
+    g_assert_nonnull (dir);
+    while ((name = g_dir_read_name (dir)) != NULL)
+      g_ptr_array_add (names, g_strdup (name));
+    g_assert_cmpuint (names->len, ==, 2);
+    for (guint i = 0; i < names->len; i++)
+      {
+        const char      *n = g_ptr_array_index (names, i);
+        g_autofree char *prefix = g_strndup (n, strrchr (n, '-') - n);
+        g_autofree char *from = g_build_filename (retired, n, NULL);
+        g_autofree char *to_name = g_strdup_printf ("%s-%" G_GINT64_FORMAT ".pem", prefix,
+                                                    fixture_now_s (f) - 25 * 3600);
+        g_autofree char *to = g_build_filename (retired, to_name, NULL);
+
+        g_assert_cmpint (g_rename (from, to), ==, 0);
+      }
+  }
+  g_clear_object (&f->pool);
+  f->pool = open_pool (f, f->dir, TRUE);
+  jwks = fl_user_pool_get_jwks (f->pool);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (json_node_get_object (jwks), "keys")), ==, 2);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1236,6 +1312,7 @@ main (int   argc,
   ADD ("authenticate", test_authenticate);
   ADD ("roles", test_roles);
   ADD ("disable", test_disable);
+  ADD ("rotate-keys", test_rotate_keys);
   g_test_add ("/fieldline/user-pool/real-argon2", Fixture, GINT_TO_POINTER (1),
               fixture_set_up, test_real_argon2, fixture_tear_down);
 
