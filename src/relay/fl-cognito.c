@@ -659,12 +659,40 @@ call_reply_error (Call   *call,
   call_free (call);
 }
 
+/* Cognito's member names in the relay's style: UserSub → userSub */
+static JsonNode *
+lower_camel (JsonNode *node)
+{
+  JsonObject    *in, *out;
+  JsonObjectIter iter;
+  const char    *name;
+  JsonNode      *member;
+  JsonNode      *copy;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return json_node_copy (node);
+  in = json_node_get_object (node);
+  out = json_object_new ();
+  json_object_iter_init (&iter, in);
+  while (json_object_iter_next (&iter, &name, &member))
+    {
+      g_autofree char *lower = g_strdup (name);
+
+      lower[0] = g_ascii_tolower (lower[0]);
+      json_object_set_member (out, lower, lower_camel (member));
+    }
+  copy = json_node_new (JSON_NODE_OBJECT);
+  json_node_take_object (copy, out);
+  return copy;
+}
+
 static void
 call_reply (Call *call)
 {
   if (call->api)
     {
-      g_autofree char *text = fl_json_to_string (call->answer, NULL);
+      g_autoptr (JsonNode) answer = lower_camel (call->answer);
+      g_autofree char     *text = fl_json_to_string (answer, NULL);
 
       _fl_request_reply (call->request, 200, g_string_new (text));
     }

@@ -76,6 +76,16 @@ FlPrincipal *_fl_relay_authorize      (FlRelay           *self,
                                        FlRole             min_role,
                                        GError           **error);
 
+/* The request's body as a JSON object, or FL_CODEC_ERROR_MALFORMED. */
+JsonObject  *_fl_read_json_object     (SoupServerMessage  *msg,
+                                       GError            **error);
+
+/* /users (fl-relay-users.c): name is NULL for /users itself. */
+void         _fl_relay_handle_users   (FlRelay           *self,
+                                       SoupServerMessage *msg,
+                                       const char        *name,
+                                       FlPrincipal       *principal);
+
 /* Route handlers (fl-relay-routes.c). */
 void         _fl_relay_route          (FlRelay           *self,
                                        SoupServerMessage *msg,

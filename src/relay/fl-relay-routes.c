@@ -13,9 +13,9 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static JsonObject *
-read_json_object (SoupServerMessage  *msg,
-                  GError            **error)
+JsonObject *
+_fl_read_json_object (SoupServerMessage  *msg,
+                      GError            **error)
 {
   SoupMessageBody *body = soup_server_message_get_request_body (msg);
   g_autoptr (GBytes) bytes = soup_message_body_flatten (body);
@@ -195,7 +195,7 @@ handle_login (FlRelay           *self,
   g_autoptr (GError) error = NULL;
   const char *username, *password;
 
-  if ((body = read_json_object (msg, &error)) == NULL ||
+  if ((body = _fl_read_json_object (msg, &error)) == NULL ||
       (username = require_string (body, "username", &error)) == NULL ||
       (password = require_string (body, "password", &error)) == NULL)
     {
@@ -215,7 +215,7 @@ handle_refresh (FlRelay           *self,
   g_autoptr (GError) error = NULL;
   const char *refresh_token;
 
-  if ((body = read_json_object (msg, &error)) == NULL ||
+  if ((body = _fl_read_json_object (msg, &error)) == NULL ||
       (refresh_token = require_string (body, "refreshToken", &error)) == NULL)
     {
       fl_http_reply_error (msg, error);
@@ -361,7 +361,7 @@ handle_register_device (FlRelay           *self,
   const char *device_id = NULL;
   JsonNode *id_node;
 
-  if ((body = read_json_object (msg, &error)) == NULL)
+  if ((body = _fl_read_json_object (msg, &error)) == NULL)
     goto fail;
 
   id_node = json_object_get_member (body, "deviceId");
@@ -402,7 +402,7 @@ handle_update_device (FlRelay           *self,
   g_autoptr (GError) error = NULL;
   JsonNode *id_node;
 
-  if ((body = read_json_object (msg, &error)) == NULL)
+  if ((body = _fl_read_json_object (msg, &error)) == NULL)
     goto fail;
 
   id_node = json_object_get_member (body, "deviceId");
@@ -925,6 +925,18 @@ _fl_relay_route (FlRelay           *self,
         return handle_query_events (self, msg, query);
       fl_store_get_event_async (self->store, p1, NULL, get_event_cb, _fl_request_new (self, msg, query));
       return;
+    }
+
+  if (g_str_equal (p0, "users") && n <= 2)
+    {
+      if (n == 1 && !method_is (msg, "GET") && !method_is (msg, "POST"))
+        return reply_method_not_allowed (msg, "GET, POST");
+      if (n == 2 && !method_is (msg, "GET") && !method_is (msg, "PATCH"))
+        return reply_method_not_allowed (msg, "GET, PATCH");
+      principal = _fl_relay_authorize (self, msg, NULL, FL_ROLE_ADMIN, &error);
+      if (principal == NULL)
+        goto fail;
+      return _fl_relay_handle_users (self, msg, n == 2 ? p1 : NULL, principal);
     }
 
   if (n == 1 && g_str_equal (p0, "metrics"))

@@ -4142,6 +4142,36 @@ out:
   return FALSE;
 }
 
+static void
+user_to_json (JsonBuilder      *builder,
+              const UserRecord *user)
+{
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "username");
+  json_builder_add_string_value (builder, user->username);
+  json_builder_set_member_name (builder, "sub");
+  json_builder_add_string_value (builder, user->sub);
+  json_builder_set_member_name (builder, "email");
+  if (user->email != NULL)
+    json_builder_add_string_value (builder, user->email);
+  else
+    json_builder_add_null_value (builder);
+  json_builder_set_member_name (builder, "emailVerified");
+  json_builder_add_boolean_value (builder, user->email_verified);
+  json_builder_set_member_name (builder, "status");
+  json_builder_add_string_value (builder, user->status);
+  json_builder_set_member_name (builder, "enabled");
+  json_builder_add_boolean_value (builder, user->enabled);
+  json_builder_set_member_name (builder, "groups");
+  json_builder_begin_array (builder);
+  for (guint k = 0; user->groups[k] != NULL; k++)
+    json_builder_add_string_value (builder, user->groups[k]);
+  json_builder_end_array (builder);
+  json_builder_set_member_name (builder, "role");
+  json_builder_add_string_value (builder, fl_role_to_string (fl_role_from_groups ((const char *const *) user->groups)));
+  json_builder_end_object (builder);
+}
+
 JsonNode *
 fl_user_pool_list_users (FlUserPool *self,
                          GError    **error)
@@ -4155,7 +4185,7 @@ fl_user_pool_list_users (FlUserPool *self,
   g_return_val_if_fail (FL_IS_USER_POOL (self), NULL);
 
   json_builder_begin_object (builder);
-  json_builder_set_member_name (builder, "Users");
+  json_builder_set_member_name (builder, "users");
   json_builder_begin_array (builder);
 
   g_mutex_lock (&self->db_lock);
@@ -4175,41 +4205,8 @@ fl_user_pool_list_users (FlUserPool *self,
     {
       g_autoptr (UserRecord) user = db_load_user (self, NULL, g_array_index (ids, gint64, i), &local);
 
-      if (user == NULL)
-        continue;
-      json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "Username");
-      json_builder_add_string_value (builder, user->username);
-      json_builder_set_member_name (builder, "Attributes");
-      json_builder_begin_array (builder);
-      json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "Name");
-      json_builder_add_string_value (builder, "sub");
-      json_builder_set_member_name (builder, "Value");
-      json_builder_add_string_value (builder, user->sub);
-      json_builder_end_object (builder);
-      if (user->email != NULL)
-        {
-          json_builder_begin_object (builder);
-          json_builder_set_member_name (builder, "Name");
-          json_builder_add_string_value (builder, "email");
-          json_builder_set_member_name (builder, "Value");
-          json_builder_add_string_value (builder, user->email);
-          json_builder_end_object (builder);
-        }
-      json_builder_end_array (builder);
-      json_builder_set_member_name (builder, "UserStatus");
-      json_builder_add_string_value (builder, user->status);
-      json_builder_set_member_name (builder, "Enabled");
-      json_builder_add_boolean_value (builder, user->enabled);
-      json_builder_set_member_name (builder, "Groups");
-      json_builder_begin_array (builder);
-      for (guint k = 0; user->groups[k] != NULL; k++)
-        json_builder_add_string_value (builder, user->groups[k]);
-      json_builder_end_array (builder);
-      json_builder_set_member_name (builder, "Role");
-      json_builder_add_string_value (builder, fl_role_to_string (fl_role_from_groups ((const char *const *) user->groups)));
-      json_builder_end_object (builder);
+      if (user != NULL)
+        user_to_json (builder, user);
     }
   g_mutex_unlock (&self->db_lock);
   if (local != NULL)
@@ -4219,6 +4216,31 @@ fl_user_pool_list_users (FlUserPool *self,
     }
   json_builder_end_array (builder);
   json_builder_end_object (builder);
+  return json_builder_get_root (builder);
+}
+
+JsonNode *
+fl_user_pool_get_user_json (FlUserPool *self,
+                            const char *username,
+                            GError    **error)
+{
+  g_autoptr (JsonBuilder) builder = NULL;
+  g_autoptr (UserRecord)  user = NULL;
+  g_autoptr (GError)      local = NULL;
+
+  g_return_val_if_fail (FL_IS_USER_POOL (self), NULL);
+
+  user = load_user (self, username, &local);
+  if (user == NULL)
+    {
+      if (local != NULL)
+        set_internal (error, "Could not load the user", local);
+      else
+        g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_USER_NOT_FOUND, "User does not exist.");
+      return NULL;
+    }
+  builder = json_builder_new ();
+  user_to_json (builder, user);
   return json_builder_get_root (builder);
 }
 

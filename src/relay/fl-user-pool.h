@@ -334,8 +334,13 @@ gboolean      fl_user_pool_change_password   (FlUserPool  *self,
 
 /* ---- administration (blocking) ---- */
 
-/* {"Users": [{Username, Attributes, UserStatus, Enabled, Groups, ...}]} */
+/* {"users": [{username, sub, email, emailVerified, status, enabled,
+ * groups, role}]}, by name */
 JsonNode     *fl_user_pool_list_users        (FlUserPool  *self,
+                                              GError     **error);
+/* One user as in the list; FL_AUTH_ERROR_USER_NOT_FOUND */
+JsonNode     *fl_user_pool_get_user_json     (FlUserPool  *self,
+                                              const char  *username,
                                               GError     **error);
 /* A user with a temporary password must choose a new one at the first
  * sign-in (NEW_PASSWORD_REQUIRED), as Cognito's AdminCreateUser. */

@@ -2724,6 +2724,100 @@ static const RfOptions tls_options = { .tls = TRUE };
 #define ADD_WITH(path, options, func) \
   g_test_add ("/fieldline/relay/" path, RfFixture, options, rf_fixture_set_up, func, rf_fixture_tear_down)
 
+/* /users: admins list, create (with a temporary password), change the
+ * group of and disable users; nobody else may, and an admin cannot lock
+ * themselves out. */
+static void
+test_users (RfFixture    *f,
+            gconstpointer data)
+{
+  g_autoptr (RfReply) list = rf_get (f, "/users", f->admin_token);
+  JsonArray          *users;
+
+  rf_assert_status (list, 200);
+  users = json_object_get_array_member (rf_reply_object (list), "users");
+  g_assert_cmpuint (json_array_get_length (users), ==, 3);
+  g_assert_cmpstr (member_string (json_array_get_object_element (users, 0), "username"), ==, "admin");
+  g_assert_cmpstr (member_string (json_array_get_object_element (users, 0), "role"), ==, "admin");
+
+  /* only admins */
+  {
+    g_autoptr (RfReply) op = rf_get (f, "/users", f->operator_token);
+    g_autoptr (RfReply) viewer = rf_request_json (f, "PATCH", "/users/operator", f->viewer_token,
+                                                  "{\"enabled\":false}");
+    g_autoptr (RfReply) anonymous = rf_get (f, "/users", NULL);
+
+    rf_assert_error (op, 403, "forbidden");
+    rf_assert_error (viewer, 403, "forbidden");
+    rf_assert_error (anonymous, 401, "unauthorized");
+  }
+
+  /* create: FORCE_CHANGE_PASSWORD, then sign-in asks for a new password */
+  {
+    g_autoptr (RfReply) created = rf_request_json (f, "POST", "/users", f->admin_token,
+                                                   "{\"username\":\"dana\",\"email\":\"dana@example.com\","
+                                                   "\"group\":\"operator\",\"temporaryPassword\":\"Temp-Pass-1!\"}");
+    g_autoptr (RfReply) again = rf_request_json (f, "POST", "/users", f->admin_token,
+                                                 "{\"username\":\"dana\",\"temporaryPassword\":\"Temp-Pass-1!\"}");
+    g_autoptr (RfReply) weak = rf_request_json (f, "POST", "/users", f->admin_token,
+                                                "{\"username\":\"weak\",\"temporaryPassword\":\"short\"}");
+    g_autoptr (RfReply) login = rf_request_json (f, "POST", "/auth/login", NULL,
+                                                 "{\"username\":\"dana\",\"password\":\"Temp-Pass-1!\"}");
+
+    rf_assert_status (created, 201);
+    g_assert_cmpstr (member_string (rf_reply_object (created), "status"), ==, "FORCE_CHANGE_PASSWORD");
+    g_assert_cmpstr (member_string (rf_reply_object (created), "role"), ==, "operator");
+    rf_assert_error (again, 409, "user_exists");
+    rf_assert_error (weak, 400, "invalid_password");
+    rf_assert_error (login, 401, "not_authorized");
+  }
+
+  /* change the group, then disable: the operator's token stops working */
+  {
+    g_autoptr (RfReply) demote = rf_request_json (f, "PATCH", "/users/operator", f->admin_token,
+                                                  "{\"group\":\"viewer\"}");
+    g_autoptr (RfReply) disable = rf_request_json (f, "PATCH", "/users/operator", f->admin_token,
+                                                   "{\"enabled\":false}");
+    g_autoptr (RfReply) refused = rf_get (f, "/devices", f->operator_token);
+    g_autoptr (RfReply) one = rf_get (f, "/users/operator", f->admin_token);
+
+    rf_assert_status (demote, 200);
+    g_assert_cmpstr (member_string (rf_reply_object (demote), "role"), ==, "viewer");
+    rf_assert_status (disable, 200);
+    rf_assert_error (refused, 401, "unauthorized");
+    rf_assert_status (one, 200);
+    g_assert_false (json_object_get_boolean_member (rf_reply_object (one), "enabled"));
+  }
+
+  /* bad input */
+  {
+    g_autoptr (RfReply) self_disable = rf_request_json (f, "PATCH", "/users/admin", f->admin_token,
+                                                        "{\"enabled\":false}");
+    g_autoptr (RfReply) self_demote = rf_request_json (f, "PATCH", "/users/ADMIN", f->admin_token,
+                                                       "{\"group\":\"operator\"}");
+    g_autoptr (RfReply) unknown = rf_request_json (f, "PATCH", "/users/nobody", f->admin_token,
+                                                   "{\"group\":\"viewer\"}");
+    g_autoptr (RfReply) bad_group = rf_request_json (f, "PATCH", "/users/viewer", f->admin_token,
+                                                     "{\"group\":\"root\"}");
+    g_autoptr (RfReply) bad_enabled = rf_request_json (f, "PATCH", "/users/viewer", f->admin_token,
+                                                       "{\"enabled\":\"no\"}");
+    g_autoptr (RfReply) nothing = rf_request_json (f, "PATCH", "/users/viewer", f->admin_token, "{}");
+    g_autoptr (RfReply) not_json = rf_request_json (f, "PATCH", "/users/viewer", f->admin_token, "{");
+    g_autoptr (RfReply) method = rf_request_json (f, "DELETE", "/users/viewer", f->admin_token, NULL);
+    g_autoptr (RfReply) missing = rf_get (f, "/users/nobody", f->admin_token);
+
+    rf_assert_error (self_disable, 409, "conflict");
+    rf_assert_error (self_demote, 409, "conflict");
+    rf_assert_error (unknown, 404, "user_not_found");
+    rf_assert_error (bad_group, 400, "invalid_parameter");
+    rf_assert_error (bad_enabled, 400, "invalid_parameter");
+    rf_assert_error (nothing, 400, "invalid_parameter");
+    rf_assert_error (not_json, 400, "malformed_json");
+    rf_assert_error (method, 405, "method_not_allowed");
+    rf_assert_error (missing, 404, "user_not_found");
+  }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -2774,6 +2868,7 @@ main (int    argc,
   ADD ("telemetry", test_telemetry);
   ADD ("metrics", test_metrics);
   ADD ("routes", test_routes);
+  ADD ("users", test_users);
 
   ADD ("restart", test_restart);
   ADD ("shutdown/drains", test_shutdown_drains);
