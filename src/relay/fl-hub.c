@@ -17,6 +17,7 @@
 #define KEEPALIVE_SECONDS  30
 
 #define CLOSE_SLOW_CONSUMER 4008
+#define CLOSE_SIGNED_OUT    4001
 
 typedef struct
 {
@@ -713,6 +714,27 @@ fl_hub_add_subscriber (FlHub                   *self,
   g_signal_connect (connection, "closed", G_CALLBACK (closed_cb), sub);
 
   g_ptr_array_add (self->subscribers, sub);
+}
+
+guint
+fl_hub_close_signed_out (FlHub            *self,
+                         FlHubRevokedFunc  revoked,
+                         gpointer          user_data)
+{
+  guint closed = 0;
+
+  for (guint i = 0; i < self->subscribers->len; i++)
+    {
+      Subscriber *sub = g_ptr_array_index (self->subscribers, i);
+
+      if (!sub->gone && revoked (sub->principal, user_data))
+        {
+          g_message ("Closing the live stream of %s: signed out", sub->principal->username);
+          drop_subscriber (sub, CLOSE_SIGNED_OUT, "signed out");
+          closed++;
+        }
+    }
+  return closed;
 }
 
 void

@@ -46,4 +46,12 @@ gint64      fl_hub_get_last_published   (FlHub *self);
 /* Closes every subscriber (going away), for shutdown. */
 void        fl_hub_close_all            (FlHub *self);
 
+/* Closes (code 4001) the live streams whose principal revoked says was
+ * signed out or disabled; returns how many. */
+typedef gboolean (*FlHubRevokedFunc) (const FlPrincipal *principal,
+                                      gpointer           user_data);
+guint       fl_hub_close_signed_out     (FlHub            *self,
+                                         FlHubRevokedFunc  revoked,
+                                         gpointer          user_data);
+
 G_END_DECLS

@@ -267,6 +267,13 @@ events_websocket_cb (SoupServer              *server,
 /* ---- housekeeping ------------------------------------------------------ */
 
 static gboolean
+principal_revoked (const FlPrincipal *principal,
+                   gpointer           user_data)
+{
+  return fl_user_pool_principal_revoked (FL_USER_POOL (user_data), principal);
+}
+
+static gboolean
 tick_cb (gpointer user_data)
 {
   FlRelay *self = user_data;
@@ -275,6 +282,8 @@ tick_cb (gpointer user_data)
   for (guint i = 0; i < expired->len; i++)
     fl_hub_publish_device (self->hub, g_ptr_array_index (expired, i));
   fl_registry_flush (self->registry);
+  /* GlobalSignOut, RevokeToken and disabled users end live streams too */
+  fl_hub_close_signed_out (self->hub, principal_revoked, self->pool);
 
   /* Bursts leave free memory at the top of the heaps; give it back now
    * and then (a millisecond or two of work every ten seconds). */

@@ -140,6 +140,7 @@ principal_copy (const FlPrincipal *src)
   p->groups = g_strdupv (src->groups);
   p->role = src->role;
   p->expires_at = src->expires_at;
+  p->access = src->access;
 
   return p;
 }
@@ -400,8 +401,8 @@ map_buffer_error (GError **error)
 /* Parses a JWKS document; it must hold at least one RS256 key.  Sets
  * *keys_json to the keys' canonical JWKS. */
 static FlJwtKeySet *
-key_set_from_jwks (GBytes *bytes,
-                   char  **keys_json,
+key_set_from_jwks (GBytes  *bytes,
+                   char   **keys_json,
                    GError **error)
 {
   g_autoptr (FlJwtKeySet)   keys = NULL;
@@ -1190,6 +1191,7 @@ principal_from_claims (FlTrustedIssuer *self,
   principal->groups = g_strv_builder_end (groups);
   principal->role = fl_role_from_groups ((const char *const *) principal->groups);
   principal->expires_at = claims_get_exp (claims);
+  principal->access = strcmp (use, "access") == 0;
 
   return g_steal_pointer (&principal);
 }

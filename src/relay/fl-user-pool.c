@@ -308,6 +308,7 @@ fl_principal_free (FlPrincipal *principal)
   g_free (principal->username);
   g_free (principal->email);
   g_strfreev (principal->groups);
+  g_free (principal->origin_jti);
   g_free (principal);
 }
 
@@ -323,6 +324,7 @@ principal_copy (const FlPrincipal *src)
   p->role = src->role;
   p->expires_at = src->expires_at;
   p->access = src->access;
+  p->origin_jti = g_strdup (src->origin_jti);
 
   return p;
 }
@@ -4463,6 +4465,7 @@ principal_from_claims (FlUserPool *self,
   principal->role = fl_role_from_groups ((const char *const *) principal->groups);
   principal->expires_at = exp;
   principal->access = strcmp (use, "access") == 0;
+  principal->origin_jti = g_strdup (json_get_string (claims, "origin_jti"));
 
   return g_steal_pointer (&principal);
 
@@ -4611,6 +4614,22 @@ fl_user_pool_authenticate (FlUserPool *self,
   g_mutex_unlock (&self->cache_lock);
 
   return g_steal_pointer (&principal);
+}
+
+gboolean
+fl_user_pool_principal_revoked (FlUserPool        *self,
+                                const FlPrincipal *principal)
+{
+  gboolean revoked;
+
+  g_return_val_if_fail (FL_IS_USER_POOL (self), FALSE);
+  g_return_val_if_fail (principal != NULL, FALSE);
+
+  g_mutex_lock (&self->cache_lock);
+  revoked = g_hash_table_contains (self->disabled_subs, principal->sub) ||
+            (principal->origin_jti != NULL && g_hash_table_contains (self->revoked_origins, principal->origin_jti));
+  g_mutex_unlock (&self->cache_lock);
+  return revoked;
 }
 
 /* ------------------------------------------------------------------ */

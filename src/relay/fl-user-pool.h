@@ -55,6 +55,7 @@ typedef struct {
   FlRole  role;       /* the highest role among the groups */
   gint64  expires_at; /* seconds */
   gboolean access;    /* an access token (not an ID token) */
+  char    *origin_jti; /* the sign-in the token came from */
 } FlPrincipal;
 
 void         fl_principal_free   (FlPrincipal *principal);
@@ -163,6 +164,12 @@ FlTokens    *fl_user_pool_refresh_finish  (FlUserPool    *self,
 FlPrincipal *fl_user_pool_authenticate    (FlUserPool  *self,
                                            const char  *token,
                                            GError     **error);
+
+/* Whether the principal's sign-in was signed out (GlobalSignOut,
+ * RevokeToken) or its user disabled since its token was checked; cheap,
+ * for the main loop.  FL_HUB's live streams are closed on it. */
+gboolean     fl_user_pool_principal_revoked (FlUserPool        *self,
+                                             const FlPrincipal *principal);
 
 /* {"keys": [...]} for /<poolId>/.well-known/jwks.json */
 JsonNode    *fl_user_pool_get_jwks        (FlUserPool  *self);

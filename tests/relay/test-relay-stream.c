@@ -1284,6 +1284,27 @@ test_stream_slow_subscriber (RfFixture    *f,
 #define ADD_WITH(path, options, func) \
   g_test_add ("/fieldline/relay/" path, RfFixture, options, rf_fixture_set_up, func, rf_fixture_tear_down)
 
+/* A live stream ends (close code 4001) when its user is disabled or its
+ * sign-in is signed out; others stay. */
+static void
+test_stream_signed_out (RfFixture    *f,
+                        gconstpointer data)
+{
+  g_autofree char    *operator_path = g_strdup_printf ("/events?token=%s", f->operator_token);
+  g_autoptr (RfWs)    viewer = connect_subscriber (f);
+  g_autoptr (RfWs)    operator = rf_ws_connect (f, operator_path, NULL);
+  g_autoptr (RfReply) disable = NULL;
+
+  g_assert_true (operator->connected);
+  disable = rf_request_json (f, "PATCH", "/users/operator", f->admin_token, "{\"enabled\":false}");
+  rf_assert_status (disable, 200);
+
+  RF_WAIT_UNTIL (operator->closed);
+  g_assert_cmpuint (soup_websocket_connection_get_close_code (operator->conn), ==, 4001);
+  g_assert_false (viewer->closed);
+  rf_ws_sync (viewer);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1299,6 +1320,7 @@ main (int    argc,
   ADD ("stream/resume-large", test_stream_resume_large);
   ADD ("stream/device-filter", test_stream_device_filter);
   ADD ("stream/shutdown", test_stream_shutdown);
+  ADD ("stream/signed-out", test_stream_signed_out);
   ADD_WITH ("stream/slow-subscriber", &slow_options, test_stream_slow_subscriber);
 
   ADD ("device-ws/ack", test_device_ws_ack);
