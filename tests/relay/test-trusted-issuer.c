@@ -32,7 +32,7 @@ typedef struct
 {
   char            *dir;
   char            *jwks_path; /* holds key A's JWKS at first */
-  gint64           clock_us; /* the issuer's clock: stands still */
+  gint64           clock_us;  /* the issuer's clock: stands still */
   FlTrustedIssuer *issuer;
 
   /* The JWKS server */
@@ -497,9 +497,9 @@ test_new_arguments (void)
     "https:///jwks.json",
     "file:///etc/passwd",
   };
-  g_autofree char *long_client_id = g_strnfill (129, 'a');
+  g_autofree char   *long_client_id = g_strnfill (129, 'a');
   g_autoptr (GError) error = NULL;
-  FlTrustedIssuer *issuer;
+  FlTrustedIssuer   *issuer;
 
   issuer = fl_trusted_issuer_new (NULL, CLIENT_ID, "https://example.com/jwks.json", &error);
   g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_INVALID_PARAMETER);
@@ -590,11 +590,11 @@ static void
 test_new_file (Fixture      *f,
                gconstpointer data)
 {
-  g_autofree char *missing = g_build_filename (f->dir, "missing.json", NULL);
-  g_autofree char *path = g_build_filename (f->dir, "other.json", NULL);
-  g_autofree char *big = NULL;
-  g_autofree char *token = NULL;
-  g_autoptr (JsonObject) claims = access_claims (f, 3600);
+  g_autofree char        *missing = g_build_filename (f->dir, "missing.json", NULL);
+  g_autofree char        *path = g_build_filename (f->dir, "other.json", NULL);
+  g_autofree char        *big = NULL;
+  g_autofree char        *token = NULL;
+  g_autoptr (JsonObject)  claims = access_claims (f, 3600);
   g_autoptr (FlPrincipal) principal = NULL;
 
   /* The fixture's file was read at once */
@@ -654,6 +654,31 @@ test_access_token (Fixture      *f,
   g_assert_true (g_strv_equal ((const char *const *) principal->groups, groups));
   g_assert_cmpint (principal->role, ==, FL_ROLE_ADMIN);
   g_assert_cmpint (principal->expires_at, ==, json_object_get_int_member (claims, "exp"));
+  g_assert_true (principal->access);
+
+  /* as cached */
+  {
+    g_autoptr (FlPrincipal) again = assert_accepted (f, token);
+
+    g_assert_cmpstr (again->sub, ==, SUB);
+    g_assert_cmpstr (again->username, ==, "ada");
+    g_assert_true (g_strv_equal ((const char *const *) again->groups, groups));
+    g_assert_cmpint (again->role, ==, FL_ROLE_ADMIN);
+    g_assert_cmpint (again->expires_at, ==, principal->expires_at);
+    g_assert_true (again->access);
+  }
+
+  /* an access token has no email; one that says otherwise is not heard */
+  {
+    g_autofree char        *with_email = NULL;
+    g_autoptr (FlPrincipal) p2 = NULL;
+
+    json_object_set_string_member (claims, "email", "ada@example.com");
+    with_email = sign (key_a, claims);
+    p2 = assert_accepted (f, with_email);
+    g_assert_null (p2->email);
+    g_assert_cmpstr (p2->username, ==, "ada");
+  }
 }
 
 static void
@@ -671,6 +696,16 @@ test_id_token (Fixture      *f,
   g_assert_true (g_strv_equal ((const char *const *) principal->groups, groups));
   g_assert_cmpint (principal->role, ==, FL_ROLE_OPERATOR);
   g_assert_cmpint (principal->expires_at, ==, json_object_get_int_member (claims, "exp"));
+  g_assert_false (principal->access);
+
+  /* as cached */
+  {
+    g_autoptr (FlPrincipal) again = assert_accepted (f, token);
+
+    g_assert_cmpstr (again->email, ==, "grace@example.com");
+    g_assert_cmpint (again->role, ==, FL_ROLE_OPERATOR);
+    g_assert_false (again->access);
+  }
 }
 
 static void
@@ -1159,8 +1194,17 @@ test_malformed (Fixture      *f,
   g_autofree char       *no_sig = g_strconcat (header, ".", payload, ".", NULL);
   g_autofree char       *bad_header = NULL;
   const char *const      garbage[] = {
-    "abc", "a.b", "a.b.c", "..", "...", ".x.", "!!!.???.***", "e30.e30.e30",
-    "eyJhbGciOiJSUzI1NiJ9", "Bearer x.y.z", "\xff\xfe.\xff.\xff",
+         "abc",
+         "a.b",
+         "a.b.c",
+         "..",
+         "...",
+         ".x.",
+         "!!!.???.***",
+         "e30.e30.e30",
+         "eyJhbGciOiJSUzI1NiJ9",
+         "Bearer x.y.z",
+         "\xff\xfe.\xff.\xff",
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (garbage); i++)
@@ -1237,7 +1281,11 @@ static void
 test_cache (Fixture      *f,
             gconstpointer data)
 {
-  enum { N_TOKENS = 20, N_HITS = 500 };
+  enum
+  {
+    N_TOKENS = 20,
+    N_HITS = 500
+  };
   g_autoptr (GPtrArray) tokens = g_ptr_array_new_with_free_func (g_free);
   gint64                t0, miss_us, hit_us;
   double                miss_mean, hit_mean;
@@ -1436,6 +1484,15 @@ test_http_rotation (Fixture      *f,
   g_assert_no_error (error);
   g_assert_cmpuint (f->requests, ==, 4);
   fl_principal_free (assert_accepted (f, token_b));
+
+  /* nor does a refetch start while one runs, however late it is */
+  advance (f, 61);
+  assert_refused (f, token_a, "unknown key");
+  g_assert_true (_fl_trusted_issuer_is_loading (f->issuer));
+  advance (f, 61);
+  assert_refused (f, token_a, "unknown key");
+  wait_idle (f);
+  g_assert_cmpuint (f->requests, ==, 5);
 }
 
 static void
