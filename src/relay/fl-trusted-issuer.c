@@ -129,22 +129,6 @@ cached_token_free (gpointer data)
   g_free (entry);
 }
 
-static FlPrincipal *
-principal_copy (const FlPrincipal *src)
-{
-  FlPrincipal *p = g_new0 (FlPrincipal, 1);
-
-  p->sub = g_strdup (src->sub);
-  p->username = g_strdup (src->username);
-  p->email = g_strdup (src->email);
-  p->groups = g_strdupv (src->groups);
-  p->role = src->role;
-  p->expires_at = src->expires_at;
-  p->access = src->access;
-
-  return p;
-}
-
 static const char *
 json_get_string (JsonObject *obj,
                  const char *name)
@@ -507,6 +491,7 @@ typedef struct
   GSource       *deadline;
   guint          timeout_ms;
   gboolean       timed_out;
+  gboolean       warn; /* no one hears of a failure but the log */
   SoupMessage   *msg;
   GOutputStream *buffer;
 } Fetch;
@@ -589,16 +574,15 @@ fetch_complete (Fetch  *fetch,
       g_mutex_unlock (&self->lock);
     }
 
+  if (local_error != NULL && self != NULL && !cancelled && fetch->warn)
+    g_warning ("Keys of %s not refreshed: %s", self->issuer, local_error->message);
+
   if (fetch->task != NULL)
     {
       if (local_error != NULL)
         g_task_return_error (fetch->task, g_steal_pointer (&local_error));
       else
         g_task_return_boolean (fetch->task, TRUE);
-    }
-  else if (local_error != NULL && self != NULL && !cancelled)
-    {
-      g_warning ("Keys of %s not refreshed: %s", self->issuer, local_error->message);
     }
 
   fetch_free (fetch);
@@ -684,10 +668,11 @@ fetch_file_read_cb (GObject      *object,
 }
 
 /* Reads the JWKS again, for task (load_async) or, with task NULL, for the
- * issuer itself. */
+ * issuer itself.  With warn, a failure is logged. */
 static void
 fetch_start (FlTrustedIssuer *self,
-             GTask           *task)
+             GTask           *task,
+             gboolean         warn)
 {
   Fetch        *fetch = g_new0 (Fetch, 1);
   GCancellable *parent = task != NULL ? g_task_get_cancellable (task) : self->cancellable;
@@ -695,6 +680,7 @@ fetch_start (FlTrustedIssuer *self,
   g_weak_ref_init (&fetch->issuer, self);
   fetch->task = task != NULL ? g_object_ref (task) : NULL;
   fetch->source = g_strdup (self->jwks);
+  fetch->warn = warn;
   fetch->cancellable = g_cancellable_new ();
   fetch->buffer = jwks_buffer_new ();
 
@@ -748,7 +734,7 @@ refetch_cb (gpointer data)
       g_mutex_lock (&self->lock);
       self->refetch_pending = FALSE;
       g_mutex_unlock (&self->lock);
-      fetch_start (self, NULL);
+      fetch_start (self, NULL, TRUE);
     }
 
   return G_SOURCE_REMOVE;
@@ -795,7 +781,7 @@ refresh_cb (gpointer user_data)
   g_mutex_unlock (&self->lock);
 
   if (!busy)
-    fetch_start (self, NULL);
+    fetch_start (self, NULL, TRUE);
 
   return G_SOURCE_CONTINUE;
 }
@@ -970,7 +956,7 @@ fl_trusted_issuer_get_jwks (FlTrustedIssuer *self)
  *
  * Reads the JWKS file again, or fetches the JWKS URL (at most 10 s), and
  * replaces the keys with it.  Call it on the thread the issuer was made
- * on.
+ * on.  Without a @callback, a failure is logged (g_warning).
  */
 void
 fl_trusted_issuer_load_async (FlTrustedIssuer    *self,
@@ -987,7 +973,7 @@ fl_trusted_issuer_load_async (FlTrustedIssuer    *self,
   g_task_set_source_tag (task, fl_trusted_issuer_load_async);
   g_task_set_name (task, "fl_trusted_issuer_load_async");
 
-  fetch_start (self, task);
+  fetch_start (self, task, callback == NULL);
 }
 
 /**
@@ -1192,6 +1178,7 @@ principal_from_claims (FlTrustedIssuer *self,
   principal->role = fl_role_from_groups ((const char *const *) principal->groups);
   principal->expires_at = claims_get_exp (claims);
   principal->access = strcmp (use, "access") == 0;
+  principal->origin_jti = g_strdup (json_get_string (claims, "origin_jti"));
 
   return g_steal_pointer (&principal);
 }
@@ -1280,7 +1267,7 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
   entry = g_hash_table_lookup (self->token_cache, digest);
   if (entry != NULL && now < entry->principal->expires_at)
     {
-      FlPrincipal *copy = principal_copy (entry->principal);
+      FlPrincipal *copy = fl_principal_copy (entry->principal);
 
       g_mutex_unlock (&self->lock);
       return copy;
@@ -1329,7 +1316,7 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
   g_mutex_lock (&self->lock);
   /* not if the keys changed meanwhile: its key may be gone */
   if (generation == self->keys_generation)
-    cache_insert (self, digest, principal_copy (principal), now);
+    cache_insert (self, digest, fl_principal_copy (principal), now);
   g_mutex_unlock (&self->lock);
 
   return g_steal_pointer (&principal);

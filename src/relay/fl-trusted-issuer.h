@@ -40,7 +40,8 @@ const char      *fl_trusted_issuer_get_jwks        (FlTrustedIssuer     *self);
 /* (Re)reads the JWKS (fetches it, for a URL: 10 s at most) and on success
  * replaces the keys.  On failure the keys stay as they were; the error's
  * domain is that of what failed (G_IO_ERROR, a TLS or soup error for the
- * transfer, FL_JWT_ERROR_KEY for a bad document). */
+ * transfer, FL_JWT_ERROR_KEY for a bad document).  Without a callback, a
+ * failure is logged with g_warning instead. */
 void             fl_trusted_issuer_load_async      (FlTrustedIssuer     *self,
                                                     GCancellable        *cancellable,
                                                     GAsyncReadyCallback  callback,

@@ -312,8 +312,8 @@ fl_principal_free (FlPrincipal *principal)
   g_free (principal);
 }
 
-static FlPrincipal *
-principal_copy (const FlPrincipal *src)
+FlPrincipal *
+fl_principal_copy (const FlPrincipal *src)
 {
   FlPrincipal *p = g_new0 (FlPrincipal, 1);
 
@@ -4555,7 +4555,7 @@ fl_user_pool_authenticate (FlUserPool *self,
 
     if (entry != NULL && now < entry->principal->expires_at)
       {
-        FlPrincipal *copy = principal_copy (entry->principal);
+        FlPrincipal *copy = fl_principal_copy (entry->principal);
 
         g_mutex_unlock (&self->cache_lock);
         return copy;
@@ -4610,7 +4610,7 @@ fl_user_pool_authenticate (FlUserPool *self,
         return NULL;
       }
   }
-  cache_insert (self, digest, principal_copy (principal), now);
+  cache_insert (self, digest, fl_principal_copy (principal), now);
   g_mutex_unlock (&self->cache_lock);
 
   return g_steal_pointer (&principal);

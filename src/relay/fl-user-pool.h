@@ -59,6 +59,7 @@ typedef struct {
 } FlPrincipal;
 
 void         fl_principal_free   (FlPrincipal *principal);
+FlPrincipal *fl_principal_copy   (const FlPrincipal *principal);
 
 typedef struct {
   char  *id_token;

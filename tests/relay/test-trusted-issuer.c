@@ -1589,6 +1589,14 @@ test_http_failures (Fixture      *f,
   fl_principal_free (assert_accepted (f, token_a));
   g_assert_false (_fl_trusted_issuer_is_loading (f->issuer));
 
+  /* a load no one waits for says so in the log */
+  f->status = SOUP_STATUS_INTERNAL_SERVER_ERROR;
+  g_test_expect_message ("fl-trusted-issuer", G_LOG_LEVEL_WARNING, "*not refreshed*HTTP 500*");
+  fl_trusted_issuer_load_async (f->issuer, NULL, NULL, NULL);
+  wait_idle (f);
+  g_test_assert_expected_messages ();
+  f->status = SOUP_STATUS_OK;
+
   /* an automatic refetch that fails says so, and keeps them too */
   serve_keys (f, key_b, NULL);
   f->status = SOUP_STATUS_SERVICE_UNAVAILABLE;
