@@ -769,12 +769,16 @@ void
 rf_fixture_start_relay (RfFixture *f)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree char   *jwks = g_build_filename (f->dir, "cognito-jwks.json", NULL);
   FlRelayOptions     options = {
         .data_dir = f->dir,
         .listen = "127.0.0.1:0",
         .tls_cert_file = f->cert_file,
         .tls_key_file = f->key_file,
         .max_subscriber_lag = f->options.max_subscriber_lag,
+        .cognito_issuer = f->options.cognito ? RF_COGNITO_ISSUER : NULL,
+        .cognito_client_id = f->options.cognito ? RF_COGNITO_CLIENT_ID : NULL,
+        .cognito_jwks = f->options.cognito ? jwks : NULL,
   };
   FlUserPool *pool;
 
@@ -874,6 +878,21 @@ rf_fixture_set_up (RfFixture    *f,
 
   if (f->options.tls)
     make_certificate (f);
+  if (f->options.cognito)
+    {
+      g_autoptr (FlJwtKeySet) set = fl_jwt_key_set_new ();
+      g_autoptr (JsonNode)    node = NULL;
+      g_autofree char        *path = g_build_filename (f->dir, "cognito-jwks.json", NULL);
+      g_autofree char        *text = NULL;
+
+      f->cognito_key = fl_jwt_key_generate (2048, &error);
+      g_assert_no_error (error);
+      fl_jwt_key_set_add_key (set, f->cognito_key);
+      node = fl_jwt_key_set_to_jwks (set);
+      text = fl_json_to_string (node, NULL);
+      g_assert_true (g_file_set_contents (path, text, -1, &error));
+      g_assert_no_error (error);
+    }
   if (!f->options.no_relay)
     rf_fixture_start_relay (f);
 }
@@ -894,6 +913,7 @@ rf_fixture_tear_down (RfFixture    *f,
   g_clear_pointer (&f->cert_file, g_free);
   g_clear_pointer (&f->key_file, g_free);
   g_clear_object (&f->certificate);
+  g_clear_pointer (&f->cognito_key, fl_jwt_key_free);
   g_clear_pointer (&f->url, g_free);
   g_clear_pointer (&f->admin_token, g_free);
   g_clear_pointer (&f->operator_token, g_free);

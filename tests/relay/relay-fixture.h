@@ -23,7 +23,12 @@ typedef struct
   guint64  max_subscriber_lag; /* 0: the relay's default */
   gboolean tls;                /* a self-signed certificate made with openssl */
   gboolean no_relay;           /* the test starts (and stops) its own */
+  gboolean cognito;            /* also trust RF_COGNITO_ISSUER (f->cognito_key) */
 } RfOptions;
+
+/* A "real" Cognito pool the relay trusts with RfOptions.cognito */
+#define RF_COGNITO_ISSUER    "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TestPool1"
+#define RF_COGNITO_CLIENT_ID "cloudclient123"
 
 typedef struct
 {
@@ -31,6 +36,7 @@ typedef struct
   char            *cert_file; /* with RfOptions.tls */
   char            *key_file;
   GTlsCertificate *certificate;
+  FlJwtKey        *cognito_key; /* with RfOptions.cognito: signs its tokens */
   RfOptions        options;
 
   FlRelay     *relay;

@@ -2718,6 +2718,7 @@ test_tls (RfFixture    *f,
 /* ---- main ----------------------------------------------------------------------- */
 
 static const RfOptions tls_options = { .tls = TRUE };
+static const RfOptions cognito_options = { .cognito = TRUE };
 
 #define ADD(path, func) \
   g_test_add ("/fieldline/relay/" path, RfFixture, NULL, rf_fixture_set_up, func, rf_fixture_tear_down)
@@ -2818,6 +2819,79 @@ test_users (RfFixture    *f,
   }
 }
 
+/* With --cognito-issuer the relay also takes a real Cognito pool's
+ * tokens, roles from their groups; other pools' and forged ones not. */
+static char *
+cognito_token (RfFixture  *f,
+               const char *issuer,
+               const char *client_id,
+               const char *group,
+               gint64      exp)
+{
+  g_autoptr (GError)     error = NULL;
+  g_autoptr (JsonObject) claims = json_object_new ();
+  gint64                 now = rf_now_ms () / 1000;
+  char                  *token;
+
+  json_object_set_string_member (claims, "sub", "4b0c5f1e-0000-4000-8000-000000000001");
+  if (group != NULL)
+    {
+      JsonArray *groups = json_array_new ();
+
+      json_array_add_string_element (groups, group);
+      json_object_set_array_member (claims, "cognito:groups", groups);
+    }
+  json_object_set_string_member (claims, "iss", issuer);
+  json_object_set_string_member (claims, "client_id", client_id);
+  json_object_set_string_member (claims, "origin_jti", "5d9e0000-0000-4000-8000-000000000002");
+  json_object_set_string_member (claims, "token_use", "access");
+  json_object_set_string_member (claims, "scope", "aws.cognito.signin.user.admin");
+  json_object_set_int_member (claims, "auth_time", now);
+  json_object_set_int_member (claims, "exp", exp > 0 ? exp : now + 3600);
+  json_object_set_int_member (claims, "iat", now);
+  json_object_set_string_member (claims, "jti", "7f000000-0000-4000-8000-000000000003");
+  json_object_set_string_member (claims, "username", "cloud-operator");
+  token = fl_jwt_sign (f->cognito_key, claims, &error);
+  g_assert_no_error (error);
+  return token;
+}
+
+static void
+test_trusted_cognito_pool (RfFixture    *f,
+                           gconstpointer data)
+{
+  gint64           now = rf_now_ms () / 1000;
+  g_autofree char *operator = cognito_token (f, RF_COGNITO_ISSUER, RF_COGNITO_CLIENT_ID, "operator", 0);
+  g_autofree char *no_group = cognito_token (f, RF_COGNITO_ISSUER, RF_COGNITO_CLIENT_ID, NULL, 0);
+  g_autofree char *other_client = cognito_token (f, RF_COGNITO_ISSUER, "someotherclient", "admin", 0);
+  g_autofree char *other_pool = cognito_token (f, "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other1",
+                                               RF_COGNITO_CLIENT_ID, "admin", 0);
+  g_autofree char *expired = cognito_token (f, RF_COGNITO_ISSUER, RF_COGNITO_CLIENT_ID, "operator", now - 10);
+
+  {
+    g_autoptr (RfReply) ok = rf_get (f, "/devices", operator);
+    g_autoptr (RfReply) not_admin = rf_request_json (f, "POST", "/devices", operator, "{\"deviceId\":\"cloud-1\"}");
+    g_autoptr (RfReply) forbidden = rf_get (f, "/devices", no_group);
+    g_autoptr (RfReply) client = rf_get (f, "/devices", other_client);
+    g_autoptr (RfReply) pool = rf_get (f, "/devices", other_pool);
+    g_autoptr (RfReply) late = rf_get (f, "/devices", expired);
+
+    rf_assert_status (ok, 200);
+    rf_assert_error (not_admin, 403, "forbidden");
+    rf_assert_error (forbidden, 403, "forbidden");
+    rf_assert_error (client, 401, "unauthorized");
+    rf_assert_error (pool, 401, "unauthorized");
+    rf_assert_error (late, 401, "unauthorized");
+  }
+
+  /* the relay's own users still sign in */
+  {
+    g_autoptr (RfReply) own = rf_get (f, "/devices", f->viewer_token);
+
+    rf_assert_status (own, 200);
+  }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -2869,6 +2943,8 @@ main (int    argc,
   ADD ("metrics", test_metrics);
   ADD ("routes", test_routes);
   ADD ("users", test_users);
+  g_test_add ("/fieldline/relay/auth/trusted-cognito-pool", RfFixture, &cognito_options,
+              rf_fixture_set_up, test_trusted_cognito_pool, rf_fixture_tear_down);
 
   ADD ("restart", test_restart);
   ADD ("shutdown/drains", test_shutdown_drains);
