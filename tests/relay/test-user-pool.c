@@ -1292,6 +1292,90 @@ test_rotate_keys (Fixture      *f,
   g_assert_cmpuint (json_array_get_length (json_object_get_array_member (json_node_get_object (jwks), "keys")), ==, 2);
 }
 
+/* The code in a sign-up message */
+static char *
+code_of (FlCodeMessage *message)
+{
+  const char *p = strstr (message->body, "code is ");
+
+  g_assert_nonnull (p);
+  return g_strndup (p + strlen ("code is "), 6);
+}
+
+/* Sign-up codes: one use, 24 hours, five wrong attempts; reset codes: an
+ * hour. */
+static void
+test_codes (Fixture      *f,
+            gconstpointer data)
+{
+  const char             *client = fl_user_pool_get_client_id (f->pool);
+  g_autoptr (GError)      error = NULL;
+  g_autoptr (FlCodeMessage) message = NULL;
+  g_autoptr (FlCodeMessage) again = NULL;
+  g_autoptr (FlCodeMessage) reset = NULL;
+  g_autofree char        *sub = NULL;
+  g_autofree char        *code = NULL;
+  g_autofree char        *code2 = NULL;
+  g_autofree char        *reset_code = NULL;
+  gboolean                confirmed = TRUE;
+
+  g_assert_true (fl_user_pool_sign_up (f->pool, client, "ines", "Ines-Pass-1!", "ines@example.com",
+                                       &sub, &confirmed, &message, &error));
+  g_assert_no_error (error);
+  g_assert_false (confirmed);
+  g_assert_cmpstr (message->to, ==, "ines@example.com");
+  g_assert_cmpstr (message->destination, ==, "i***@e***");
+  code = code_of (message);
+
+  /* a day later the code has expired */
+  advance (f, 24 * 3600 + 1);
+  g_assert_false (fl_user_pool_confirm_sign_up (f->pool, client, "ines", code, NULL, &error));
+  g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_EXPIRED_CODE);
+  g_clear_error (&error);
+
+  /* a new one; five wrong attempts use it up */
+  again = fl_user_pool_resend_code (f->pool, client, "ines", &error);
+  g_assert_no_error (error);
+  code2 = code_of (again);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autofree char *wrong = g_strdup_printf ("%06u", (guint) (g_ascii_strtoull (code2, NULL, 10) + 1 + i) % 1000000u);
+
+      advance (f, 120); /* past the sign-in throttle's pauses */
+      g_assert_false (fl_user_pool_confirm_sign_up (f->pool, client, "ines", wrong, NULL, &error));
+      g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_CODE_MISMATCH);
+      g_clear_error (&error);
+    }
+  /* (past the throttle's pause after five failures) even the right code
+   * is refused now */
+  advance (f, 60);
+  g_assert_false (fl_user_pool_confirm_sign_up (f->pool, client, "ines", code2, NULL, &error));
+  g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_LIMIT_EXCEEDED);
+  g_clear_error (&error);
+
+  advance (f, 3600);
+  g_clear_pointer (&again, fl_code_message_free);
+  g_clear_pointer (&code2, g_free);
+  again = fl_user_pool_resend_code (f->pool, client, "ines", &error);
+  g_assert_no_error (error);
+  code2 = code_of (again);
+  g_assert_true (fl_user_pool_confirm_sign_up (f->pool, client, "ines", code2, NULL, &error));
+  g_assert_no_error (error);
+  /* once */
+  g_assert_false (fl_user_pool_confirm_sign_up (f->pool, client, "ines", code2, NULL, &error));
+  g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED);
+  g_clear_error (&error);
+
+  /* a reset code lasts an hour */
+  reset = fl_user_pool_forgot_password (f->pool, client, "ines", &error);
+  g_assert_no_error (error);
+  g_assert_true (strstr (reset->subject, "reset") != NULL);
+  reset_code = code_of (reset);
+  advance (f, 3601);
+  g_assert_false (fl_user_pool_confirm_forgot_password (f->pool, client, "ines", reset_code, "New-Pass-2!", NULL, &error));
+  g_assert_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_EXPIRED_CODE);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1313,6 +1397,7 @@ main (int   argc,
   ADD ("roles", test_roles);
   ADD ("disable", test_disable);
   ADD ("rotate-keys", test_rotate_keys);
+  ADD ("codes", test_codes);
   g_test_add ("/fieldline/user-pool/real-argon2", Fixture, GINT_TO_POINTER (1),
               fixture_set_up, test_real_argon2, fixture_tear_down);
 
