@@ -164,6 +164,7 @@ struct _FlUserPool
   GHashTable *new_password_flows; /* session → PasswordFlow */
 
   GPtrArray  *retired_keys;    /* FlJwtKey, still published */
+  char       *fake_salt_key;   /* makes unknown users' SRP salts stable */
 };
 
 /* An operation for the hashing threads (fl_user_pool_run_async) */
@@ -1446,6 +1447,7 @@ fl_user_pool_finalize (GObject *object)
   g_clear_pointer (&self->srp_flows, g_hash_table_unref);
   g_clear_pointer (&self->new_password_flows, g_hash_table_unref);
   g_clear_pointer (&self->retired_keys, g_ptr_array_unref);
+  g_clear_pointer (&self->fake_salt_key, g_free);
   g_mutex_clear (&self->flow_lock);
 
   G_OBJECT_CLASS (fl_user_pool_parent_class)->finalize (object);
@@ -1579,6 +1581,13 @@ fl_user_pool_open (const char *data_dir,
   if (!load_disabled_subs (self, error) || !prune_refresh_tokens (self, error) ||
       !load_clients (self, error) || !load_revoked_origins (self, error))
     return NULL;
+  self->fake_salt_key = meta_get (self->db, "fake_salt_key", NULL);
+  if (self->fake_salt_key == NULL)
+    {
+      self->fake_salt_key = random_string ("abcdefghijklmnopqrstuvwxyz0123456789", 43);
+      if (!meta_set (self->db, "fake_salt_key", self->fake_salt_key, error))
+        return NULL;
+    }
 
   id_path = g_build_filename (keys_dir, "id-token.pem", NULL);
   access_path = g_build_filename (keys_dir, "access-token.pem", NULL);
@@ -3401,16 +3410,21 @@ fl_user_pool_srp_auth (FlUserPool *self,
     {
       /* an unknown user (or one from before SRP, who signs in once with
        * USER_PASSWORD_AUTH to get a verifier) gets a challenge that looks
-       * the same and can never be answered */
+       * the same and can never be answered: its salt is the same on
+       * every call, as a real user's is */
       g_autofree char *random_password = random_string ("abcdefghijklmnopqrstuvwxyz0123456789", 32);
+      g_autofree char *folded = g_utf8_casefold (username, -1);
+      guint8           mac[32];
 
-      if (!fl_srp_make_verifier (pool_srp_name (self), username, random_password,
-                                 &fake_salt, &fake_verifier, &local))
+      if (gnutls_hmac_fast (GNUTLS_MAC_SHA256, self->fake_salt_key, strlen (self->fake_salt_key),
+                            folded, strlen (folded), mac) < 0)
         {
           srp_flow_free (flow);
-          set_internal (error, "Sign-in failed", local);
+          set_internal (error, "Sign-in failed", NULL);
           return NULL;
         }
+      fake_salt = g_bytes_new (mac, 16);
+      fake_verifier = fl_srp_compute_verifier (pool_srp_name (self), username, random_password, fake_salt);
       salt = fake_salt;
       verifier = fake_verifier;
       flow->username = g_strdup (user != NULL ? user->username : username);
