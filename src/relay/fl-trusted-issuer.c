@@ -21,11 +21,11 @@
 
 #include <string.h>
 
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <libsoup/soup.h>
 
+#include "fl-auth-private.h"
 #include "fl-jwt.h"
+#include "fl-token-cache.h"
 #include "fl-trusted-issuer-private.h"
 #include "fl-trusted-issuer.h"
 
@@ -44,13 +44,6 @@
 
 /* Verified-token cache */
 #define TOKEN_CACHE_MAX 4096
-#define DIGEST_LEN 32
-
-typedef struct
-{
-  guint8       digest[DIGEST_LEN]; /* SHA-256 of the token: the key */
-  FlPrincipal *principal;
-} CachedToken;
 
 struct _FlTrustedIssuer
 {
@@ -71,16 +64,15 @@ struct _FlTrustedIssuer
   FlTrustedIssuerClockFunc clock;
   gpointer                 clock_data;
 
-  GMutex       lock; /* guards everything below */
-  FlJwtKeySet *keys;
-  char        *keys_json;       /* the keys as a JWKS, to see a change */
-  guint        keys_generation; /* bumped when the keys change */
-  GHashTable  *token_cache;     /* digest → CachedToken */
-  gint64       cache_pruned_at; /* s */
-  guint        n_fetches;       /* running */
-  gboolean     refetch_pending; /* scheduled, not started yet */
-  gboolean     refetched;       /* refetched_at is set */
-  gint64       refetched_at;    /* µs: the last refetch for an unknown kid */
+  GMutex        lock; /* guards everything below */
+  FlJwtKeySet  *keys;
+  char         *keys_json;       /* the keys as a JWKS, to see a change */
+  guint         keys_generation; /* bumped when the keys change */
+  FlTokenCache *token_cache;
+  guint         n_fetches;       /* running */
+  gboolean      refetch_pending; /* scheduled, not started yet */
+  gboolean      refetched;       /* refetched_at is set */
+  gint64        refetched_at;    /* µs: the last refetch for an unknown kid */
 };
 
 G_DEFINE_FINAL_TYPE (FlTrustedIssuer, fl_trusted_issuer, G_TYPE_OBJECT)
@@ -92,53 +84,6 @@ static gint64
 issuer_now_us (FlTrustedIssuer *self)
 {
   return self->clock != NULL ? self->clock (self->clock_data) : g_get_real_time ();
-}
-
-static void
-sha256 (const void *data,
-        gsize       len,
-        guint8      digest[DIGEST_LEN])
-{
-  if (gnutls_hash_fast (GNUTLS_DIG_SHA256, data, len, digest) < 0)
-    g_error ("SHA-256 failed");
-}
-
-static guint
-digest_hash (gconstpointer key)
-{
-  guint h;
-
-  /* the digest is uniform already */
-  memcpy (&h, key, sizeof h);
-  return h;
-}
-
-static gboolean
-digest_equal (gconstpointer a,
-              gconstpointer b)
-{
-  return memcmp (a, b, DIGEST_LEN) == 0;
-}
-
-static void
-cached_token_free (gpointer data)
-{
-  CachedToken *entry = data;
-
-  fl_principal_free (entry->principal);
-  g_free (entry);
-}
-
-static const char *
-json_get_string (JsonObject *obj,
-                 const char *name)
-{
-  JsonNode *node = json_object_get_member (obj, name);
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-
-  return json_node_get_string (node);
 }
 
 /* Rejects JSON nested deeper than max_depth before a parser sees it. */
@@ -468,7 +413,7 @@ issuer_set_keys (FlTrustedIssuer *self,
       self->keys_json = g_steal_pointer (&keys_json);
       self->keys_generation++;
       /* a key may have been withdrawn: its tokens must go */
-      g_hash_table_remove_all (self->token_cache);
+      fl_token_cache_clear (self->token_cache);
       changed = TRUE;
     }
   g_mutex_unlock (&self->lock);
@@ -836,7 +781,7 @@ fl_trusted_issuer_finalize (GObject *object)
   g_clear_pointer (&self->context, g_main_context_unref);
   g_clear_pointer (&self->keys, fl_jwt_key_set_unref);
   g_clear_pointer (&self->keys_json, g_free);
-  g_clear_pointer (&self->token_cache, g_hash_table_unref);
+  g_clear_pointer (&self->token_cache, fl_token_cache_free);
   g_mutex_clear (&self->lock);
 
   G_OBJECT_CLASS (fl_trusted_issuer_parent_class)->finalize (object);
@@ -859,7 +804,7 @@ fl_trusted_issuer_init (FlTrustedIssuer *self)
   self->cancellable = g_cancellable_new ();
   self->fetch_timeout_ms = FETCH_TIMEOUT_S * 1000;
   self->keys = fl_jwt_key_set_new ();
-  self->token_cache = g_hash_table_new_full (digest_hash, digest_equal, NULL, cached_token_free);
+  self->token_cache = fl_token_cache_new (TOKEN_CACHE_MAX);
 }
 
 /**
@@ -1007,7 +952,7 @@ fl_trusted_issuer_claims_issuer (FlTrustedIssuer *self,
                                  const char      *token)
 {
   g_autoptr (JsonObject) payload = NULL;
-  guint8                 digest[DIGEST_LEN];
+  guint8                 digest[FL_TOKEN_CACHE_DIGEST_LEN];
   gboolean               cached;
   gsize                  len;
 
@@ -1021,15 +966,15 @@ fl_trusted_issuer_claims_issuer (FlTrustedIssuer *self,
     return FALSE;
 
   /* a token we verified is ours: skip the JSON */
-  sha256 (token, len, digest);
+  _fl_sha256 (token, len, digest);
   g_mutex_lock (&self->lock);
-  cached = g_hash_table_contains (self->token_cache, digest);
+  cached = fl_token_cache_contains (self->token_cache, digest);
   g_mutex_unlock (&self->lock);
   if (cached)
     return TRUE;
 
   payload = peek_payload (token, len);
-  return payload != NULL && g_strcmp0 (json_get_string (payload, "iss"), self->issuer) == 0;
+  return payload != NULL && g_strcmp0 (_fl_json_get_string (payload, "iss"), self->issuer) == 0;
 }
 
 static void
@@ -1071,60 +1016,40 @@ set_jwt_error (GError      **error,
   g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, why);
 }
 
-static gint64
-claims_get_exp (JsonObject *claims)
-{
-  JsonNode *node = json_object_get_member (claims, "exp");
-
-  /* fl_jwt_verify saw a number */
-  if (node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    return (gint64) json_node_get_double (node);
-  if (node != NULL && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
-    return json_node_get_int (node);
-
-  return 0;
-}
-
-/* The claims the signature cannot vouch for, on verified claims. */
+/* The claims the signature cannot vouch for, on verified claims: ours,
+ * then the principal's own. */
 static FlPrincipal *
 principal_from_claims (FlTrustedIssuer *self,
                        JsonObject      *claims,
                        GError         **error)
 {
-  g_autoptr (FlPrincipal)  principal = g_new0 (FlPrincipal, 1);
-  g_autoptr (GStrvBuilder) groups = g_strv_builder_new ();
-  const char              *use, *sub, *username, *email;
-  JsonNode                *groups_node;
+  const char *use;
 
-  if (g_strcmp0 (json_get_string (claims, "iss"), self->issuer) != 0)
+  if (g_strcmp0 (_fl_json_get_string (claims, "iss"), self->issuer) != 0)
     {
       g_set_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
                    "Token was not issued by %s.", self->issuer);
       return NULL;
     }
 
-  use = json_get_string (claims, "token_use");
+  use = _fl_json_get_string (claims, "token_use");
   if (g_strcmp0 (use, "access") == 0)
     {
-      if (g_strcmp0 (json_get_string (claims, "client_id"), self->client_id) != 0)
+      if (g_strcmp0 (_fl_json_get_string (claims, "client_id"), self->client_id) != 0)
         {
           g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
                                "Access token was issued to another app client.");
           return NULL;
         }
-      username = json_get_string (claims, "username");
-      email = NULL;
     }
   else if (g_strcmp0 (use, "id") == 0)
     {
-      if (g_strcmp0 (json_get_string (claims, "aud"), self->client_id) != 0)
+      if (g_strcmp0 (_fl_json_get_string (claims, "aud"), self->client_id) != 0)
         {
           g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
                                "ID token audience is another app client.");
           return NULL;
         }
-      username = json_get_string (claims, "cognito:username");
-      email = json_get_string (claims, "email");
     }
   else
     {
@@ -1133,91 +1058,7 @@ principal_from_claims (FlTrustedIssuer *self,
       return NULL;
     }
 
-  sub = json_get_string (claims, "sub");
-  if (sub == NULL || *sub == '\0')
-    {
-      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has no subject.");
-      return NULL;
-    }
-  if (username == NULL || *username == '\0')
-    {
-      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has no username.");
-      return NULL;
-    }
-
-  groups_node = json_object_get_member (claims, "cognito:groups");
-  if (groups_node != NULL)
-    {
-      JsonArray *array = JSON_NODE_HOLDS_ARRAY (groups_node) ? json_node_get_array (groups_node) : NULL;
-      guint      n = array != NULL ? json_array_get_length (array) : 0;
-
-      for (guint i = 0; i < n; i++)
-        {
-          JsonNode *node = json_array_get_element (array, i);
-
-          if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-            {
-              array = NULL;
-              break;
-            }
-          g_strv_builder_add (groups, json_node_get_string (node));
-        }
-
-      if (array == NULL)
-        {
-          g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
-                               "Token groups are not a list of names.");
-          return NULL;
-        }
-    }
-
-  principal->sub = g_strdup (sub);
-  principal->username = g_strdup (username);
-  principal->email = g_strdup (email);
-  principal->groups = g_strv_builder_end (groups);
-  principal->role = fl_role_from_groups ((const char *const *) principal->groups);
-  principal->expires_at = claims_get_exp (claims);
-  principal->access = strcmp (use, "access") == 0;
-  principal->origin_jti = g_strdup (json_get_string (claims, "origin_jti"));
-
-  return g_steal_pointer (&principal);
-}
-
-/* Called with lock held; takes principal. */
-static void
-cache_insert (FlTrustedIssuer *self,
-              const guint8     digest[DIGEST_LEN],
-              FlPrincipal     *principal,
-              gint64           now)
-{
-  CachedToken *entry;
-
-  /* Expired entries go at the latest a minute after their expiry (on the
-   * next insert), or at once when the cache is full. */
-  if (g_hash_table_size (self->token_cache) >= TOKEN_CACHE_MAX || now - self->cache_pruned_at >= 60)
-    {
-      GHashTableIter iter;
-      gpointer       value;
-
-      self->cache_pruned_at = now;
-      g_hash_table_iter_init (&iter, self->token_cache);
-      while (g_hash_table_iter_next (&iter, NULL, &value))
-        if (((CachedToken *) value)->principal->expires_at <= now)
-          g_hash_table_iter_remove (&iter);
-
-      /* still full of live tokens: drop any one */
-      if (g_hash_table_size (self->token_cache) >= TOKEN_CACHE_MAX)
-        {
-          g_hash_table_iter_init (&iter, self->token_cache);
-          if (g_hash_table_iter_next (&iter, NULL, NULL))
-            g_hash_table_iter_remove (&iter);
-        }
-    }
-
-  entry = g_new0 (CachedToken, 1);
-  memcpy (entry->digest, digest, sizeof entry->digest);
-  entry->principal = principal;
-  g_hash_table_replace (self->token_cache, entry->digest, entry);
+  return fl_principal_new_from_claims (claims, error);
 }
 
 /**
@@ -1237,8 +1078,8 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
   g_autoptr (JsonObject)  claims = NULL;
   g_autoptr (FlJwtKeySet) keys = NULL;
   g_autoptr (FlPrincipal) principal = NULL;
-  CachedToken            *entry;
-  guint8                  digest[DIGEST_LEN];
+  guint8                  digest[FL_TOKEN_CACHE_DIGEST_LEN];
+  gboolean                expired;
   guint                   generation;
   gint64                  now_us;
   gint64                  now;
@@ -1261,20 +1102,17 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
 
   now_us = issuer_now_us (self);
   now = now_us / G_USEC_PER_SEC;
-  sha256 (token, len, digest);
+  _fl_sha256 (token, len, digest);
 
   g_mutex_lock (&self->lock);
-  entry = g_hash_table_lookup (self->token_cache, digest);
-  if (entry != NULL && now < entry->principal->expires_at)
+  principal = fl_token_cache_lookup (self->token_cache, digest, now, &expired);
+  if (principal != NULL)
     {
-      FlPrincipal *copy = fl_principal_copy (entry->principal);
-
       g_mutex_unlock (&self->lock);
-      return copy;
+      return g_steal_pointer (&principal);
     }
-  if (entry != NULL)
+  if (expired)
     {
-      g_hash_table_remove (self->token_cache, digest);
       g_mutex_unlock (&self->lock);
       g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has expired.");
       return NULL;
@@ -1292,7 +1130,7 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
                            "Malformed token: not a JSON Web Token.");
       return NULL;
     }
-  if (g_strcmp0 (json_get_string (payload, "iss"), self->issuer) != 0)
+  if (g_strcmp0 (_fl_json_get_string (payload, "iss"), self->issuer) != 0)
     {
       g_set_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
                    "Token was not issued by %s.", self->issuer);
@@ -1316,7 +1154,7 @@ fl_trusted_issuer_authenticate (FlTrustedIssuer *self,
   g_mutex_lock (&self->lock);
   /* not if the keys changed meanwhile: its key may be gone */
   if (generation == self->keys_generation)
-    cache_insert (self, digest, fl_principal_copy (principal), now);
+    fl_token_cache_insert (self->token_cache, digest, fl_principal_copy (principal), now);
   g_mutex_unlock (&self->lock);
 
   return g_steal_pointer (&principal);
@@ -1378,7 +1216,7 @@ _fl_trusted_issuer_get_token_cache_size (FlTrustedIssuer *self)
   g_return_val_if_fail (FL_IS_TRUSTED_ISSUER (self), 0);
 
   g_mutex_lock (&self->lock);
-  size = g_hash_table_size (self->token_cache);
+  size = fl_token_cache_get_size (self->token_cache);
   g_mutex_unlock (&self->lock);
 
   return size;

@@ -22,8 +22,10 @@
 #include <gnutls/gnutls.h>
 #include <sqlite3.h>
 
+#include "fl-auth-private.h"
 #include "fl-jwt.h"
 #include "fl-srp.h"
+#include "fl-token-cache.h"
 #include "fl-user-pool-private.h"
 #include "fl-user-pool.h"
 
@@ -105,12 +107,6 @@ typedef struct
   gint64 blocked_until; /* µs */
 } Throttle;
 
-typedef struct
-{
-  guint8       digest[32]; /* SHA-256 of the token: the hash table key */
-  FlPrincipal *principal;
-} CachedToken;
-
 struct _FlUserPool
 {
   GObject parent_instance;
@@ -139,10 +135,9 @@ struct _FlUserPool
   Argon2Params argon2;
   char        *dummy_hash;
 
-  GMutex      cache_lock;      /* guards token_cache, disabled_subs */
-  GHashTable *token_cache;     /* digest → CachedToken */
-  GHashTable *disabled_subs;   /* sub → sub */
-  gint64      cache_pruned_at; /* s */
+  GMutex        cache_lock; /* guards token_cache, disabled_subs */
+  FlTokenCache *token_cache;
+  GHashTable   *disabled_subs; /* sub → sub */
 
   GMutex      throttle_lock;
   GHashTable *user_throttle; /* folded username → Throttle */
@@ -330,6 +325,117 @@ fl_principal_copy (const FlPrincipal *src)
   return p;
 }
 
+/* Any 64-bit double beyond ±2^53 s is no date */
+#define MAX_DOUBLE_DATE 9007199254740992.0
+
+/**
+ * fl_principal_new_from_claims:
+ * @claims: the payload of a token whose signature was verified
+ *
+ * Maps Cognito claims to who they speak for.  Checks only that the claims
+ * it reads are there and well typed; iss, aud, client_id and which
+ * token_use is wanted are the caller's to check.
+ *
+ * Returns: (transfer full): the principal, or NULL with
+ *   FL_AUTH_ERROR_NOT_AUTHORIZED
+ */
+FlPrincipal *
+fl_principal_new_from_claims (JsonObject *claims,
+                              GError    **error)
+{
+  g_autoptr (FlPrincipal)  principal = NULL;
+  g_autoptr (GStrvBuilder) groups = NULL;
+  const char              *use, *sub, *username, *email;
+  JsonNode                *node;
+  GType                    exp_type = G_TYPE_INVALID;
+  gint64                   exp;
+
+  g_return_val_if_fail (claims != NULL, NULL);
+
+  use = _fl_json_get_string (claims, "token_use");
+  if (g_strcmp0 (use, "access") == 0)
+    {
+      username = _fl_json_get_string (claims, "username");
+      email = NULL;
+    }
+  else if (g_strcmp0 (use, "id") == 0)
+    {
+      username = _fl_json_get_string (claims, "cognito:username");
+      email = _fl_json_get_string (claims, "email");
+    }
+  else
+    {
+      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
+                           "Token use is not \"access\" or \"id\".");
+      return NULL;
+    }
+
+  sub = _fl_json_get_string (claims, "sub");
+  if (sub == NULL || *sub == '\0')
+    {
+      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has no subject.");
+      return NULL;
+    }
+  if (username == NULL || *username == '\0')
+    {
+      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has no username.");
+      return NULL;
+    }
+
+  groups = g_strv_builder_new ();
+  node = json_object_get_member (claims, "cognito:groups");
+  if (node != NULL)
+    {
+      JsonArray *array = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+      guint      n = array != NULL ? json_array_get_length (array) : 0;
+
+      for (guint i = 0; i < n; i++)
+        {
+          JsonNode *element = json_array_get_element (array, i);
+
+          if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+            {
+              array = NULL;
+              break;
+            }
+          g_strv_builder_add (groups, json_node_get_string (element));
+        }
+
+      if (array == NULL)
+        {
+          g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED,
+                               "Token groups are not a list of names.");
+          return NULL;
+        }
+    }
+
+  /* an integer, or a double as some encoders write it */
+  node = json_object_get_member (claims, "exp");
+  if (node != NULL && JSON_NODE_HOLDS_VALUE (node))
+    exp_type = json_node_get_value_type (node);
+  if (exp_type == G_TYPE_INT64)
+    exp = json_node_get_int (node);
+  else if (exp_type == G_TYPE_DOUBLE && ABS (json_node_get_double (node)) < MAX_DOUBLE_DATE)
+    exp = (gint64) json_node_get_double (node);
+  else
+    {
+      g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Token has no expiry time.");
+      return NULL;
+    }
+
+  principal = g_new0 (FlPrincipal, 1);
+  principal->sub = g_strdup (sub);
+  principal->username = g_strdup (username);
+  principal->email = g_strdup (email);
+  principal->groups = g_strv_builder_end (groups);
+  principal->role = fl_role_from_groups ((const char *const *) principal->groups);
+  principal->expires_at = exp;
+  principal->access = strcmp (use, "access") == 0;
+  principal->origin_jti = g_strdup (_fl_json_get_string (claims, "origin_jti"));
+
+  return g_steal_pointer (&principal);
+}
+
 static void
 wipe_string (char *s)
 {
@@ -418,41 +524,6 @@ random_string (const char *alphabet,
   out[len] = '\0';
 
   return out;
-}
-
-static void
-sha256 (const void *data,
-        gsize       len,
-        guint8      digest[32])
-{
-  if (gnutls_hash_fast (GNUTLS_DIG_SHA256, data, len, digest) < 0)
-    g_error ("SHA-256 failed");
-}
-
-static const char *
-json_get_string (JsonObject *obj,
-                 const char *name)
-{
-  JsonNode *node = json_object_get_member (obj, name);
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    return NULL;
-
-  return json_node_get_string (node);
-}
-
-static gboolean
-json_get_int (JsonObject *obj,
-              const char *name,
-              gint64     *value)
-{
-  JsonNode *node = json_object_get_member (obj, name);
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_INT64)
-    return FALSE;
-
-  *value = json_node_get_int (node);
-  return TRUE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1107,7 +1178,7 @@ issue_refresh_token (FlUserPool       *self,
     }
   token = fl_base64url_encode (raw, sizeof raw);
   gnutls_memset (raw, 0, sizeof raw);
-  sha256 (token, strlen (token), digest);
+  _fl_sha256 (token, strlen (token), digest);
 
   g_mutex_lock (&self->db_lock);
   stmt = db_prepare (self->db,
@@ -1395,29 +1466,6 @@ throttle_record (FlUserPool *self,
 /* GObject                                                             */
 
 static void
-cached_token_free (CachedToken *entry)
-{
-  fl_principal_free (entry->principal);
-  g_free (entry);
-}
-
-static guint
-digest_hash (gconstpointer key)
-{
-  guint h;
-
-  memcpy (&h, key, sizeof h);
-  return h;
-}
-
-static gboolean
-digest_equal (gconstpointer a,
-              gconstpointer b)
-{
-  return memcmp (a, b, 32) == 0;
-}
-
-static void
 fl_user_pool_finalize (GObject *object)
 {
   FlUserPool *self = (FlUserPool *) object;
@@ -1434,7 +1482,7 @@ fl_user_pool_finalize (GObject *object)
   g_clear_pointer (&self->issuer, g_free);
   g_clear_pointer (&self->old_issuers, g_ptr_array_unref);
   g_clear_pointer (&self->dummy_hash, g_free);
-  g_clear_pointer (&self->token_cache, g_hash_table_unref);
+  g_clear_pointer (&self->token_cache, fl_token_cache_free);
   g_clear_pointer (&self->disabled_subs, g_hash_table_unref);
   g_clear_pointer (&self->user_throttle, g_hash_table_unref);
   g_clear_pointer (&self->addr_throttle, g_hash_table_unref);
@@ -1471,8 +1519,7 @@ fl_user_pool_init (FlUserPool *self)
   self->argon2.m_cost_kib = ARGON2_M_COST_KIB;
   self->argon2.lanes = ARGON2_LANES;
   self->old_issuers = g_ptr_array_new_with_free_func (g_free);
-  self->token_cache = g_hash_table_new_full (digest_hash, digest_equal, NULL,
-                                             (GDestroyNotify) cached_token_free);
+  self->token_cache = fl_token_cache_new (TOKEN_CACHE_MAX);
   self->disabled_subs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->user_throttle = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->addr_throttle = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -1772,23 +1819,6 @@ out:
   return TRUE;
 }
 
-static void
-evict_cached_tokens_of (FlUserPool *self,
-                        const char *sub)
-{
-  GHashTableIter iter;
-  gpointer       value;
-
-  g_hash_table_iter_init (&iter, self->token_cache);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      CachedToken *entry = value;
-
-      if (strcmp (entry->principal->sub, sub) == 0)
-        g_hash_table_iter_remove (&iter);
-    }
-}
-
 gboolean
 fl_user_pool_set_user_enabled (FlUserPool *self,
                                const char *username,
@@ -1863,7 +1893,7 @@ out:
   else
     {
       g_hash_table_add (self->disabled_subs, g_strdup (user->sub));
-      evict_cached_tokens_of (self, user->sub);
+      fl_token_cache_remove_sub (self->token_cache, user->sub);
     }
   g_mutex_unlock (&self->cache_lock);
 
@@ -2693,7 +2723,7 @@ code_digest (const char *sub,
 {
   g_autofree char *text = g_strconcat (sub, ":", code, NULL);
 
-  sha256 (text, strlen (text), digest);
+  _fl_sha256 (text, strlen (text), digest);
 }
 
 /* Called with db_lock held: a new six-digit code replaces the user's
@@ -3630,7 +3660,7 @@ fl_user_pool_refresh (FlUserPool *self,
       g_set_error_literal (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Invalid Refresh Token");
       return NULL;
     }
-  sha256 (token, strlen (token), digest);
+  _fl_sha256 (token, strlen (token), digest);
 
   g_mutex_lock (&self->db_lock);
   stmt = db_prepare (self->db,
@@ -3827,7 +3857,7 @@ out:
   g_mutex_lock (&self->cache_lock);
   for (guint i = 0; i < origins->len; i++)
     g_hash_table_add (self->revoked_origins, g_strdup (g_ptr_array_index (origins, i)));
-  evict_cached_tokens_of (self, user->sub);
+  fl_token_cache_remove_sub (self->token_cache, user->sub);
   g_mutex_unlock (&self->cache_lock);
   return TRUE;
 }
@@ -3868,7 +3898,7 @@ fl_user_pool_revoke_token (FlUserPool *self,
                            "The token is not a refresh token.");
       return FALSE;
     }
-  sha256 (token, strlen (token), digest);
+  _fl_sha256 (token, strlen (token), digest);
   g_mutex_lock (&self->db_lock);
   stmt = db_prepare (self->db, "SELECT user_id, client_id, origin_jti FROM refresh_tokens WHERE token_hash = ?1", &local);
   if (stmt != NULL)
@@ -4407,122 +4437,45 @@ fl_user_pool_run_async (FlUserPool         *self,
 
 /* Builds the principal from verified claims, checking what the
  * signature cannot: issuer, token_use (which must match the key that
- * signed it), audience or client_id, subject. */
+ * signed it), audience or client_id, then the claims of the principal.
+ * Every refusal is "Invalid token.". */
 static FlPrincipal *
 principal_from_claims (FlUserPool *self,
                        JsonObject *claims,
                        const char *expected_use,
                        GError    **error)
 {
-  g_autoptr (FlPrincipal)  principal = g_new0 (FlPrincipal, 1);
-  g_autoptr (GStrvBuilder) groups = g_strv_builder_new ();
-  const char              *iss, *use, *sub, *username, *email, *client;
-  gboolean                 iss_ok, client_ok;
-  JsonNode                *groups_node;
-  gint64                   exp;
+  FlPrincipal *principal;
+  const char  *iss, *use, *client;
+  gboolean     iss_ok, client_ok;
 
-  iss = json_get_string (claims, "iss");
+  iss = _fl_json_get_string (claims, "iss");
   g_mutex_lock (&self->state_lock);
   iss_ok = iss != NULL && strcmp (iss, self->issuer) == 0;
   g_mutex_unlock (&self->state_lock);
   if (!iss_ok)
     goto invalid;
 
-  use = json_get_string (claims, "token_use");
+  use = _fl_json_get_string (claims, "token_use");
   if (use == NULL || strcmp (use, expected_use) != 0)
     goto invalid;
 
-  if (strcmp (use, "id") == 0)
-    {
-      client = json_get_string (claims, "aud");
-      username = json_get_string (claims, "cognito:username");
-      email = json_get_string (claims, "email");
-    }
-  else
-    {
-      client = json_get_string (claims, "client_id");
-      username = json_get_string (claims, "username");
-      email = NULL;
-    }
+  client = _fl_json_get_string (claims, strcmp (use, "id") == 0 ? "aud" : "client_id");
   g_mutex_lock (&self->state_lock);
   client_ok = client != NULL && g_hash_table_contains (self->clients, client);
   g_mutex_unlock (&self->state_lock);
   if (!client_ok)
     goto invalid;
 
-  sub = json_get_string (claims, "sub");
-  if (sub == NULL || *sub == '\0' || username == NULL || !json_get_int (claims, "exp", &exp))
+  principal = fl_principal_new_from_claims (claims, NULL);
+  if (principal == NULL)
     goto invalid;
 
-  groups_node = json_object_get_member (claims, "cognito:groups");
-  if (groups_node != NULL)
-    {
-      JsonArray *array;
-
-      if (!JSON_NODE_HOLDS_ARRAY (groups_node))
-        goto invalid;
-      array = json_node_get_array (groups_node);
-      for (guint i = 0; i < json_array_get_length (array); i++)
-        {
-          JsonNode *node = json_array_get_element (array, i);
-
-          if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-            goto invalid;
-          g_strv_builder_add (groups, json_node_get_string (node));
-        }
-    }
-
-  principal->sub = g_strdup (sub);
-  principal->username = g_strdup (username);
-  principal->email = g_strdup (email);
-  principal->groups = g_strv_builder_end (groups);
-  principal->role = fl_role_from_groups ((const char *const *) principal->groups);
-  principal->expires_at = exp;
-  principal->access = strcmp (use, "access") == 0;
-  principal->origin_jti = g_strdup (json_get_string (claims, "origin_jti"));
-
-  return g_steal_pointer (&principal);
+  return principal;
 
 invalid:
   g_set_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_NOT_AUTHORIZED, "Invalid token.");
   return NULL;
-}
-
-/* Called with cache_lock held; takes principal. */
-static void
-cache_insert (FlUserPool  *self,
-              const guint8 digest[32],
-              FlPrincipal *principal,
-              gint64       now)
-{
-  CachedToken *entry;
-
-  /* Expired entries go at the latest a minute after their expiry (on the
-   * next insert), or at once when the cache is full. */
-  if (g_hash_table_size (self->token_cache) >= TOKEN_CACHE_MAX || now - self->cache_pruned_at >= 60)
-    {
-      GHashTableIter iter;
-      gpointer       value;
-
-      self->cache_pruned_at = now;
-      g_hash_table_iter_init (&iter, self->token_cache);
-      while (g_hash_table_iter_next (&iter, NULL, &value))
-        if (((CachedToken *) value)->principal->expires_at <= now)
-          g_hash_table_iter_remove (&iter);
-
-      /* still full of live tokens: drop any one */
-      if (g_hash_table_size (self->token_cache) >= TOKEN_CACHE_MAX)
-        {
-          g_hash_table_iter_init (&iter, self->token_cache);
-          if (g_hash_table_iter_next (&iter, NULL, NULL))
-            g_hash_table_iter_remove (&iter);
-        }
-    }
-
-  entry = g_new0 (CachedToken, 1);
-  memcpy (entry->digest, digest, sizeof entry->digest);
-  entry->principal = principal;
-  g_hash_table_replace (self->token_cache, entry->digest, entry);
 }
 
 /**
@@ -4541,7 +4494,7 @@ fl_user_pool_authenticate (FlUserPool *self,
   g_autoptr (JsonObject)  claims = NULL;
   g_autoptr (FlPrincipal) principal = NULL;
   const char             *use = "id";
-  guint8                  digest[32];
+  guint8                  digest[FL_TOKEN_CACHE_DIGEST_LEN];
   gint64                  now;
   gsize                   len;
 
@@ -4561,23 +4514,13 @@ fl_user_pool_authenticate (FlUserPool *self,
     }
 
   now = pool_now_s (self);
-  sha256 (token, len, digest);
+  _fl_sha256 (token, len, digest);
 
   g_mutex_lock (&self->cache_lock);
-  {
-    CachedToken *entry = g_hash_table_lookup (self->token_cache, digest);
-
-    if (entry != NULL && now < entry->principal->expires_at)
-      {
-        FlPrincipal *copy = fl_principal_copy (entry->principal);
-
-        g_mutex_unlock (&self->cache_lock);
-        return copy;
-      }
-    if (entry != NULL)
-      g_hash_table_remove (self->token_cache, digest);
-  }
+  principal = fl_token_cache_lookup (self->token_cache, digest, now, NULL);
   g_mutex_unlock (&self->cache_lock);
+  if (principal != NULL)
+    return g_steal_pointer (&principal);
 
   /* ID tokens and access tokens are signed with different keys: a token
    * is checked against the key of the use it claims. */
@@ -4614,7 +4557,7 @@ fl_user_pool_authenticate (FlUserPool *self,
       return NULL;
     }
   {
-    const char *origin = json_get_string (claims, "origin_jti");
+    const char *origin = _fl_json_get_string (claims, "origin_jti");
 
     if (origin != NULL && g_hash_table_contains (self->revoked_origins, origin))
       {
@@ -4624,7 +4567,7 @@ fl_user_pool_authenticate (FlUserPool *self,
         return NULL;
       }
   }
-  cache_insert (self, digest, fl_principal_copy (principal), now);
+  fl_token_cache_insert (self->token_cache, digest, fl_principal_copy (principal), now);
   g_mutex_unlock (&self->cache_lock);
 
   return g_steal_pointer (&principal);
@@ -4683,7 +4626,7 @@ _fl_user_pool_clear_token_cache (FlUserPool *self)
   g_return_if_fail (FL_IS_USER_POOL (self));
 
   g_mutex_lock (&self->cache_lock);
-  g_hash_table_remove_all (self->token_cache);
+  fl_token_cache_clear (self->token_cache);
   g_mutex_unlock (&self->cache_lock);
 }
 
@@ -4695,7 +4638,7 @@ _fl_user_pool_get_token_cache_size (FlUserPool *self)
   g_return_val_if_fail (FL_IS_USER_POOL (self), 0);
 
   g_mutex_lock (&self->cache_lock);
-  size = g_hash_table_size (self->token_cache);
+  size = fl_token_cache_get_size (self->token_cache);
   g_mutex_unlock (&self->cache_lock);
 
   return size;

@@ -61,6 +61,15 @@ typedef struct {
 void         fl_principal_free   (FlPrincipal *principal);
 FlPrincipal *fl_principal_copy   (const FlPrincipal *principal);
 
+/* Who the verified claims of a Cognito token speak for: sub, the username
+ * ("username" in an access token, "cognito:username" and "email" in an ID
+ * token, by token_use), cognito:groups (a list of names: groups and role),
+ * exp (an integer or a double), origin_jti.  A missing or ill-typed claim
+ * is FL_AUTH_ERROR_NOT_AUTHORIZED with a message that names it.  Checks
+ * neither iss nor aud/client_id: the caller does, as it needs. */
+FlPrincipal *fl_principal_new_from_claims (JsonObject *claims,
+                                           GError    **error);
+
 typedef struct {
   char  *id_token;
   char  *access_token;
