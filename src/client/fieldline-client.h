@@ -3,4 +3,6 @@
 #pragma once
 
 #include "fl-client.h"
+#include "fl-cognito-client.h"
 #include "fl-device-channel.h"
+#include "fl-event-stream.h"
