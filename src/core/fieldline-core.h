@@ -2,6 +2,7 @@
  * include only this. */
 #pragma once
 
+#include "fl-decimate.h"
 #include "fl-device.h"
 #include "fl-event.h"
 #include "fl-event-codec.h"
