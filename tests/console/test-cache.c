@@ -523,10 +523,10 @@ test_points (void)
 static void
 test_points_limit_ties (void)
 {
-  g_autofree char       *path = test_path ();
-  g_autoptr (FlCache)    cache = open_cache (path, NULL);
-  g_autoptr (GPtrArray)  events = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
-  const gint64           times[] = { 1, 2, 2, 2, 3 };
+  g_autofree char      *path = test_path ();
+  g_autoptr (FlCache)   cache = open_cache (path, NULL);
+  g_autoptr (GPtrArray) events = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+  const gint64          times[] = { 1, 2, 2, 2, 3 };
 
   g_assert_nonnull (cache);
   fl_cache_set_limits (cache, 100, 3);
