@@ -1,9 +1,10 @@
 /* fl-device-row.c: a row of the device list, drawn in one widget.
  *
- * Its texts are computed on bind and update (a few snprintf), and laid
- * out (PangoLayout, cached per column) only when the row is drawn: of
- * the ~200 rows GtkListView keeps, only those on screen ever are.  An
- * update that changes a text redraws the row; the height never changes.
+ * Its texts are read from the device when it is drawn after a bind, or
+ * at once on an update (a few snprintf), and laid out (PangoLayout,
+ * cached per column) only when drawn: of the ~200 rows GtkListView
+ * keeps, only those on screen ever are.  An update that changes a text
+ * redraws the row; the height never changes.
  */
 #define G_LOG_DOMAIN "fl-device-row"
 
@@ -48,6 +49,8 @@ struct _FlDeviceRow
   Tone         status_tone;
   Tone         battery_tone;
   gboolean     stale;   /* texts not read from device yet */
+  gboolean     rtl;     /* while drawing: columns mirrored */
+  int          width;   /* while drawing */
 };
 
 G_DEFINE_FINAL_TYPE (FlDeviceRow, fl_device_row, GTK_TYPE_WIDGET)
@@ -362,6 +365,8 @@ draw_text (FlDeviceRow     *self,
 
   layout = get_layout (self, which, width, small);
   pango_layout_get_pixel_size (layout, NULL, &height);
+  if (self->rtl)
+    x = self->width - x - width;
   gtk_snapshot_save (snapshot);
   gtk_snapshot_translate (snapshot, &GRAPHENE_POINT_INIT (x, y - height / 2));
   gtk_snapshot_append_layout (snapshot, layout, color);
@@ -387,6 +392,8 @@ draw_icon (FlDeviceRow   *self,
 
   icon = gtk_icon_theme_lookup_icon (theme, icon_name, NULL, ICON_SIZE, gtk_widget_get_scale_factor (GTK_WIDGET (self)),
                                      gtk_widget_get_direction (GTK_WIDGET (self)), 0);
+  if (self->rtl)
+    x = self->width - x - ICON_SIZE;
   gtk_snapshot_save (snapshot);
   gtk_snapshot_translate (snapshot, &GRAPHENE_POINT_INIT (x, y - ICON_SIZE / 2));
   gtk_symbolic_paintable_snapshot_symbolic (GTK_SYMBOLIC_PAINTABLE (icon), snapshot, ICON_SIZE, ICON_SIZE, colors, 4);
@@ -408,7 +415,10 @@ fl_device_row_snapshot (GtkWidget   *widget,
     return;
 
   ensure_texts (self);
+  /* the columns in logical order; drawn mirrored right to left */
   compute_columns (width, &c);
+  self->rtl = gtk_widget_get_direction (widget) == GTK_TEXT_DIR_RTL;
+  self->width = width;
   tone_color (widget, TONE_NORMAL, &normal);
   tone_color (widget, TONE_DIM, &dim);
 
@@ -501,6 +511,52 @@ drop_layouts (FlDeviceRow *self)
     g_clear_object (&self->layouts[i]);
 }
 
+/* Icons are read (SVG) and rendered the first time they are drawn: the
+ * first rows would pay for ~20 of them.  The header, which is there
+ * before the devices, has them ready in the meantime. */
+static gboolean
+warm_icons_cb (gpointer user_data)
+{
+  GtkWidget *widget = user_data;
+  static const char *names[] = {
+    "emblem-ok-symbolic", "network-offline-symbolic", "applications-engineering-symbolic",
+    "action-unavailable-symbolic", "battery-missing-symbolic",
+    "battery-level-0-symbolic", "battery-level-10-symbolic", "battery-level-20-symbolic",
+    "battery-level-30-symbolic", "battery-level-40-symbolic", "battery-level-50-symbolic",
+    "battery-level-60-symbolic", "battery-level-70-symbolic", "battery-level-80-symbolic",
+    "battery-level-90-symbolic", "battery-level-100-symbolic",
+    "network-wireless-offline-symbolic", "network-wireless-signal-excellent-symbolic",
+    "network-wireless-signal-good-symbolic", "network-wireless-signal-ok-symbolic",
+    "network-wireless-signal-weak-symbolic", "network-wireless-signal-none-symbolic",
+  };
+  GtkIconTheme *theme = gtk_icon_theme_get_for_display (gtk_widget_get_display (widget));
+  GtkSnapshot *snapshot = gtk_snapshot_new ();
+  GdkRGBA color = { 0, 0, 0, 1 };
+  GdkRGBA colors[4] = { color, color, color, color };
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autoptr (GtkIconPaintable) icon =
+        gtk_icon_theme_lookup_icon (theme, names[i], NULL, ICON_SIZE, gtk_widget_get_scale_factor (widget),
+                                    gtk_widget_get_direction (widget), 0);
+
+      gtk_symbolic_paintable_snapshot_symbolic (GTK_SYMBOLIC_PAINTABLE (icon), snapshot, ICON_SIZE, ICON_SIZE, colors, 4);
+    }
+  g_clear_pointer (&snapshot, gtk_snapshot_free_to_node);
+  g_object_unref (widget);
+
+  return G_SOURCE_REMOVE;
+}
+
+static void
+fl_device_row_realize (GtkWidget *widget)
+{
+  GTK_WIDGET_CLASS (fl_device_row_parent_class)->realize (widget);
+
+  if (FL_DEVICE_ROW (widget)->header)
+    g_idle_add_full (G_PRIORITY_LOW, warm_icons_cb, g_object_ref (widget), NULL);
+}
+
 static void
 fl_device_row_css_changed (GtkWidget         *widget,
                            GtkCssStyleChange *change)
@@ -554,6 +610,7 @@ fl_device_row_class_init (FlDeviceRowClass *klass)
   widget_class->snapshot = fl_device_row_snapshot;
   widget_class->measure = fl_device_row_measure;
   widget_class->css_changed = fl_device_row_css_changed;
+  widget_class->realize = fl_device_row_realize;
   widget_class->direction_changed = fl_device_row_direction_changed;
 
   gtk_widget_class_set_css_name (widget_class, "devicerow");

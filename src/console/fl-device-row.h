@@ -2,10 +2,12 @@
  *
  * One widget that draws its columns itself: status (icon and text, so
  * never by color alone), name and id, battery, signal and last seen.  A
- * GtkListView of 4.8 keeps about 200 rows alive; a row of child widgets
- * per column costs ~20 widgets each, this one costs one, and its text
- * is laid out only when it is drawn.  Below 600 px the signal and
- * last-seen columns are left out.
+ * GtkListView of 4.8 keeps ~200 rows alive; a row of child widgets per
+ * column costs ~20 widgets each, this one costs one.  Binding a device
+ * only marks the row: its texts are read when it is drawn (or asked
+ * for), so rebinding the rows no one sees costs nothing.  Below 600 px
+ * the signal and last-seen columns are left out.  Its accessible label
+ * says everything the row shows.
  */
 #pragma once
 

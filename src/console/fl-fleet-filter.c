@@ -1,20 +1,21 @@
-/* fl-device-filter.c: search text, status and tag over FlDevices.
+/* fl-fleet-filter.c: search text, status and tag over FlDevices.
  *
  * GtkStringFilter evaluates an expression and casefolds each item's text
- * on every match: ~150 ms for 100,000 devices.  Here each device carries
- * its search key ("id\nname\nmodel\ntag\ntag...", casefolded) from its
- * first match on, and a match is a few strstr() calls: the keys' memory
- * (~60 bytes a device) buys a filter well under 50 ms.
+ * on every match: ~150 ms for 100,000 devices.  Here a device's search
+ * key ("id\nname\nmodel\ntag\ntag...", casefolded, then its tags as they
+ * are) is built once and kept by the list (FlFleetFilterModel keeps all
+ * of them in one block, in list order), and a match is a few strstr()
+ * calls on it, without touching the device.
  */
-#define G_LOG_DOMAIN "fl-device-filter"
+#define G_LOG_DOMAIN "fl-fleet-filter"
 
 #include "config.h"
 
 #include <string.h>
 
-#include "fl-device-filter.h"
+#include "fl-fleet-filter.h"
 
-struct _FlDeviceFilter
+struct _FlFleetFilter
 {
   GtkFilter   parent_instance;
 
@@ -22,9 +23,10 @@ struct _FlDeviceFilter
   GStrv       terms;   /* casefolded, non-empty; NULL when no search */
   int         status;
   char       *tag;
+  char       *tag_needle;  /* "\x1f" tag "\x1f" */
 };
 
-G_DEFINE_FINAL_TYPE (FlDeviceFilter, fl_device_filter, GTK_TYPE_FILTER)
+G_DEFINE_FINAL_TYPE (FlFleetFilter, fl_fleet_filter, GTK_TYPE_FILTER)
 
 enum {
   PROP_0,
@@ -35,19 +37,6 @@ enum {
 };
 
 static GParamSpec *properties[N_PROPS];
-
-/* The quark of the search key on each device; set in class_init, and by
- * fl_device_filter_prepare_key() before any filter exists. */
-static GQuark key_quark;
-
-static inline GQuark
-get_key_quark (void)
-{
-  if G_UNLIKELY (key_quark == 0)
-    key_quark = g_quark_from_static_string ("fl-device-filter-key");
-
-  return key_quark;
-}
 
 /* ---- keys --------------------------------------------------------------- */
 
@@ -97,89 +86,100 @@ fold (const char *str)
   return g_string_free (out, FALSE);
 }
 
-static const char *
-get_key (FlDevice *device)
+gsize
+fl_fleet_filter_append_key (FlDevice *device,
+                             GString  *out)
 {
-  const char *key = g_object_get_qdata (G_OBJECT (device), get_key_quark ());
+  const char * const *tags;
+  gsize start, tags_offset;
 
-  if G_UNLIKELY (key == NULL)
+  g_return_val_if_fail (FL_IS_DEVICE (device), 0);
+  g_return_val_if_fail (out != NULL, 0);
+
+  start = out->len;
+  tags = fl_device_get_tags (device);
+
+  append_folded (out, fl_device_get_device_id (device));
+  g_string_append_c (out, '\n');
+  append_folded (out, fl_device_get_name (device));
+  g_string_append_c (out, '\n');
+  append_folded (out, fl_device_get_model (device));
+  for (guint i = 0; tags != NULL && tags[i] != NULL; i++)
     {
-      GString *out = g_string_sized_new (64);
-      const char * const *tags = fl_device_get_tags (device);
-
-      append_folded (out, fl_device_get_device_id (device));
       g_string_append_c (out, '\n');
-      append_folded (out, fl_device_get_name (device));
-      g_string_append_c (out, '\n');
-      append_folded (out, fl_device_get_model (device));
-      for (guint i = 0; tags != NULL && tags[i] != NULL; i++)
-        {
-          g_string_append_c (out, '\n');
-          append_folded (out, tags[i]);
-        }
-
-      /* a copy of the exact size: GString rounds up to powers of two */
-      key = g_strndup (out->str, out->len);
-      g_string_free (out, TRUE);
-      g_object_set_qdata_full (G_OBJECT (device), get_key_quark (), (gpointer) key, g_free);
+      append_folded (out, tags[i]);
     }
+  g_string_append_c (out, '\0');
 
-  return key;
+  /* the tags as they are, for the (exact) tag filter */
+  tags_offset = out->len - start;
+  g_string_append_c (out, '\x1f');
+  for (guint i = 0; tags != NULL && tags[i] != NULL; i++)
+    {
+      g_string_append (out, tags[i]);
+      g_string_append_c (out, '\x1f');
+    }
+  g_string_append_c (out, '\0');
+
+  return tags_offset;
 }
-
-void
-fl_device_filter_prepare_key (FlDevice *device)
-{
-  g_return_if_fail (FL_IS_DEVICE (device));
-
-  get_key (device);
-}
-
-void
-fl_device_filter_invalidate_key (FlDevice *device)
-{
-  g_return_if_fail (FL_IS_DEVICE (device));
-
-  if (key_quark != 0)
-    g_object_set_qdata (G_OBJECT (device), key_quark, NULL);
-}
-
-/* ---- matching ----------------------------------------------------------- */
 
 gboolean
-fl_device_filter_match_device (FlDeviceFilter *self,
-                               FlDevice       *device)
+fl_fleet_filter_match_key (FlFleetFilter *self,
+                            int             status,
+                            const char     *key,
+                            const char     *tags)
 {
-  if (self->status != FL_DEVICE_FILTER_ANY_STATUS &&
-      (int) fl_device_get_status (device) != self->status)
+  if (self->status != FL_FLEET_FILTER_ANY_STATUS && status != self->status)
     return FALSE;
 
-  if (self->tag != NULL && !fl_device_has_tag (device, self->tag))
+  if (self->tag_needle != NULL && strstr (tags, self->tag_needle) == NULL)
     return FALSE;
 
   if (self->terms != NULL)
-    {
-      const char *key = get_key (device);
-
-      for (guint i = 0; self->terms[i] != NULL; i++)
-        if (strstr (key, self->terms[i]) == NULL)
-          return FALSE;
-    }
+    for (guint i = 0; self->terms[i] != NULL; i++)
+      if (strstr (key, self->terms[i]) == NULL)
+        return FALSE;
 
   return TRUE;
 }
 
+/* One device, its key built on the spot (~1 µs): for the few devices a
+ * change touches.  Lists filter their devices' keys in bulk (see
+ * FlFleetFilterModel). */
+gboolean
+fl_fleet_filter_match_device (FlFleetFilter *self,
+                               FlDevice       *device)
+{
+  g_autoptr (GString) key = NULL;
+  gsize tags_offset;
+
+  g_return_val_if_fail (FL_IS_FLEET_FILTER (self), FALSE);
+  g_return_val_if_fail (FL_IS_DEVICE (device), FALSE);
+
+  /* the cheap tests first */
+  if (self->status != FL_FLEET_FILTER_ANY_STATUS && (int) fl_device_get_status (device) != self->status)
+    return FALSE;
+  if (self->terms == NULL && self->tag == NULL)
+    return TRUE;
+
+  key = g_string_sized_new (256);
+  tags_offset = fl_fleet_filter_append_key (device, key);
+
+  return fl_fleet_filter_match_key (self, fl_device_get_status (device), key->str, key->str + tags_offset);
+}
+
 static gboolean
-fl_device_filter_match (GtkFilter *filter,
+fl_fleet_filter_match (GtkFilter *filter,
                         gpointer   item)
 {
-  return FL_IS_DEVICE (item) && fl_device_filter_match_device (FL_DEVICE_FILTER (filter), item);
+  return FL_IS_DEVICE (item) && fl_fleet_filter_match_device (FL_FLEET_FILTER (filter), item);
 }
 
 static GtkFilterMatch
-fl_device_filter_get_strictness (GtkFilter *filter)
+fl_fleet_filter_get_strictness (GtkFilter *filter)
 {
-  return fl_device_filter_is_empty (FL_DEVICE_FILTER (filter)) ? GTK_FILTER_MATCH_ALL : GTK_FILTER_MATCH_SOME;
+  return fl_fleet_filter_is_empty (FL_FLEET_FILTER (filter)) ? GTK_FILTER_MATCH_ALL : GTK_FILTER_MATCH_SOME;
 }
 
 /* ---- setters -------------------------------------------------------------- */
@@ -236,7 +236,7 @@ split_terms (const char *search)
 }
 
 static void
-emit_changed (FlDeviceFilter *self,
+emit_changed (FlFleetFilter *self,
               gboolean        stricter,
               gboolean        looser)
 {
@@ -256,7 +256,7 @@ emit_changed (FlDeviceFilter *self,
 
 /* Changes any of the three at once, with one "changed". */
 void
-fl_device_filter_set (FlDeviceFilter *self,
+fl_fleet_filter_set (FlFleetFilter *self,
                       const char     *search,
                       int             status,
                       const char     *tag)
@@ -265,8 +265,8 @@ fl_device_filter_set (FlDeviceFilter *self,
   gboolean search_changed, status_changed, tag_changed;
   gboolean stricter = TRUE, looser = TRUE;
 
-  g_return_if_fail (FL_IS_DEVICE_FILTER (self));
-  g_return_if_fail (status >= FL_DEVICE_FILTER_ANY_STATUS && status <= FL_DEVICE_STATUS_DECOMMISSIONED);
+  g_return_if_fail (FL_IS_FLEET_FILTER (self));
+  g_return_if_fail (status >= FL_FLEET_FILTER_ANY_STATUS && status <= FL_DEVICE_STATUS_DECOMMISSIONED);
 
   if (search != NULL && *search == '\0')
     search = NULL;
@@ -295,8 +295,8 @@ fl_device_filter_set (FlDeviceFilter *self,
 
   if (status_changed)
     {
-      stricter &= self->status == FL_DEVICE_FILTER_ANY_STATUS;
-      looser &= status == FL_DEVICE_FILTER_ANY_STATUS;
+      stricter &= self->status == FL_FLEET_FILTER_ANY_STATUS;
+      looser &= status == FL_FLEET_FILTER_ANY_STATUS;
       self->status = status;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATUS]);
     }
@@ -307,6 +307,8 @@ fl_device_filter_set (FlDeviceFilter *self,
       looser &= tag == NULL;
       g_free (self->tag);
       self->tag = g_strdup (tag);
+      g_free (self->tag_needle);
+      self->tag_needle = tag ? g_strdup_printf ("\x1f%s\x1f", tag) : NULL;
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TAG]);
     }
 
@@ -315,85 +317,86 @@ fl_device_filter_set (FlDeviceFilter *self,
 }
 
 void
-fl_device_filter_set_search (FlDeviceFilter *self,
+fl_fleet_filter_set_search (FlFleetFilter *self,
                              const char     *search)
 {
-  g_return_if_fail (FL_IS_DEVICE_FILTER (self));
+  g_return_if_fail (FL_IS_FLEET_FILTER (self));
 
-  fl_device_filter_set (self, search, self->status, self->tag);
+  fl_fleet_filter_set (self, search, self->status, self->tag);
 }
 
 const char *
-fl_device_filter_get_search (FlDeviceFilter *self)
+fl_fleet_filter_get_search (FlFleetFilter *self)
 {
-  g_return_val_if_fail (FL_IS_DEVICE_FILTER (self), NULL);
+  g_return_val_if_fail (FL_IS_FLEET_FILTER (self), NULL);
 
   return self->search;
 }
 
 void
-fl_device_filter_set_status (FlDeviceFilter *self,
+fl_fleet_filter_set_status (FlFleetFilter *self,
                              int             status)
 {
-  g_return_if_fail (FL_IS_DEVICE_FILTER (self));
+  g_return_if_fail (FL_IS_FLEET_FILTER (self));
 
-  fl_device_filter_set (self, self->search, status, self->tag);
+  fl_fleet_filter_set (self, self->search, status, self->tag);
 }
 
 int
-fl_device_filter_get_status (FlDeviceFilter *self)
+fl_fleet_filter_get_status (FlFleetFilter *self)
 {
-  g_return_val_if_fail (FL_IS_DEVICE_FILTER (self), FL_DEVICE_FILTER_ANY_STATUS);
+  g_return_val_if_fail (FL_IS_FLEET_FILTER (self), FL_FLEET_FILTER_ANY_STATUS);
 
   return self->status;
 }
 
 void
-fl_device_filter_set_tag (FlDeviceFilter *self,
+fl_fleet_filter_set_tag (FlFleetFilter *self,
                           const char     *tag)
 {
-  g_return_if_fail (FL_IS_DEVICE_FILTER (self));
+  g_return_if_fail (FL_IS_FLEET_FILTER (self));
 
-  fl_device_filter_set (self, self->search, self->status, tag);
+  fl_fleet_filter_set (self, self->search, self->status, tag);
 }
 
 const char *
-fl_device_filter_get_tag (FlDeviceFilter *self)
+fl_fleet_filter_get_tag (FlFleetFilter *self)
 {
-  g_return_val_if_fail (FL_IS_DEVICE_FILTER (self), NULL);
+  g_return_val_if_fail (FL_IS_FLEET_FILTER (self), NULL);
 
   return self->tag;
 }
 
 gboolean
-fl_device_filter_is_empty (FlDeviceFilter *self)
+fl_fleet_filter_is_empty (FlFleetFilter *self)
 {
-  g_return_val_if_fail (FL_IS_DEVICE_FILTER (self), TRUE);
+  g_return_val_if_fail (FL_IS_FLEET_FILTER (self), TRUE);
 
-  return self->terms == NULL && self->status == FL_DEVICE_FILTER_ANY_STATUS && self->tag == NULL;
+  return self->terms == NULL && self->status == FL_FLEET_FILTER_ANY_STATUS && self->tag == NULL;
 }
 
 /* ---- GObject ---------------------------------------------------------- */
 
 static void
-fl_device_filter_finalize (GObject *object)
+fl_fleet_filter_finalize (GObject *object)
 {
-  FlDeviceFilter *self = FL_DEVICE_FILTER (object);
+  FlFleetFilter *self = FL_FLEET_FILTER (object);
 
   g_clear_pointer (&self->search, g_free);
   g_clear_pointer (&self->terms, g_strfreev);
   g_clear_pointer (&self->tag, g_free);
+  g_clear_pointer (&self->tag_needle, g_free);
 
-  G_OBJECT_CLASS (fl_device_filter_parent_class)->finalize (object);
+  G_OBJECT_CLASS (fl_fleet_filter_parent_class)->finalize (object);
 }
 
 static void
-fl_device_filter_get_property (GObject    *object,
+fl_fleet_filter_get_property (GObject    *object,
                                guint       prop_id,
                                GValue     *value,
                                GParamSpec *pspec)
 {
-  FlDeviceFilter *self = FL_DEVICE_FILTER (object);
+  FlFleetFilter *self = FL_FLEET_FILTER (object);
 
   switch (prop_id)
     {
@@ -412,23 +415,23 @@ fl_device_filter_get_property (GObject    *object,
 }
 
 static void
-fl_device_filter_set_property (GObject      *object,
+fl_fleet_filter_set_property (GObject      *object,
                                guint         prop_id,
                                const GValue *value,
                                GParamSpec   *pspec)
 {
-  FlDeviceFilter *self = FL_DEVICE_FILTER (object);
+  FlFleetFilter *self = FL_FLEET_FILTER (object);
 
   switch (prop_id)
     {
     case PROP_SEARCH:
-      fl_device_filter_set_search (self, g_value_get_string (value));
+      fl_fleet_filter_set_search (self, g_value_get_string (value));
       break;
     case PROP_STATUS:
-      fl_device_filter_set_status (self, g_value_get_int (value));
+      fl_fleet_filter_set_status (self, g_value_get_int (value));
       break;
     case PROP_TAG:
-      fl_device_filter_set_tag (self, g_value_get_string (value));
+      fl_fleet_filter_set_tag (self, g_value_get_string (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -436,42 +439,40 @@ fl_device_filter_set_property (GObject      *object,
 }
 
 static void
-fl_device_filter_class_init (FlDeviceFilterClass *klass)
+fl_fleet_filter_class_init (FlFleetFilterClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkFilterClass *filter_class = GTK_FILTER_CLASS (klass);
 
-  object_class->finalize = fl_device_filter_finalize;
-  object_class->get_property = fl_device_filter_get_property;
-  object_class->set_property = fl_device_filter_set_property;
+  object_class->finalize = fl_fleet_filter_finalize;
+  object_class->get_property = fl_fleet_filter_get_property;
+  object_class->set_property = fl_fleet_filter_set_property;
 
-  filter_class->match = fl_device_filter_match;
-  filter_class->get_strictness = fl_device_filter_get_strictness;
+  filter_class->match = fl_fleet_filter_match;
+  filter_class->get_strictness = fl_fleet_filter_get_strictness;
 
   properties[PROP_SEARCH] =
     g_param_spec_string ("search", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_STATUS] =
     g_param_spec_int ("status", NULL, NULL,
-                      FL_DEVICE_FILTER_ANY_STATUS, FL_DEVICE_STATUS_DECOMMISSIONED, FL_DEVICE_FILTER_ANY_STATUS,
+                      FL_FLEET_FILTER_ANY_STATUS, FL_DEVICE_STATUS_DECOMMISSIONED, FL_FLEET_FILTER_ANY_STATUS,
                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_TAG] =
     g_param_spec_string ("tag", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
-
-  get_key_quark ();
 }
 
 static void
-fl_device_filter_init (FlDeviceFilter *self)
+fl_fleet_filter_init (FlFleetFilter *self)
 {
-  self->status = FL_DEVICE_FILTER_ANY_STATUS;
+  self->status = FL_FLEET_FILTER_ANY_STATUS;
 }
 
-FlDeviceFilter *
-fl_device_filter_new (void)
+FlFleetFilter *
+fl_fleet_filter_new (void)
 {
-  return g_object_new (FL_TYPE_DEVICE_FILTER, NULL);
+  return g_object_new (FL_TYPE_FLEET_FILTER, NULL);
 }

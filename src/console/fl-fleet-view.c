@@ -52,9 +52,10 @@ update_status (FlFleetView *self)
   gint64 last_sync = fl_fleet_get_last_sync (self->fleet);
   g_autofree char *when = last_sync > 0 ? fl_fleet_format_time (last_sync) : NULL;
   g_autofree char *subtitle = NULL;
-  /* Offline until the first answer says otherwise, but say so only once
-   * the cache is shown and the first attempt failed (or never ran). */
-  gboolean show_offline = !online && loaded && (!syncing || last_sync > 0);
+  /* A session starts offline until its first answer: say "offline" once
+   * the cache is shown and an attempt failed (and through the retries
+   * that follow), or when no attempt is under way. */
+  gboolean show_offline = !online && loaded && (!syncing || fl_fleet_get_sync_failed (self->fleet));
 
   g_clear_pointer (&self->offline_text, g_free);
   if (show_offline)
@@ -202,6 +203,7 @@ set_fleet (FlFleetView *self,
   g_signal_connect_object (fleet, "notify::syncing", G_CALLBACK (fleet_notify_cb), self, 0);
   g_signal_connect_object (fleet, "notify::loaded", G_CALLBACK (fleet_notify_cb), self, 0);
   g_signal_connect_object (fleet, "notify::last-sync", G_CALLBACK (fleet_notify_cb), self, 0);
+  g_signal_connect_object (fleet, "notify::sync-failed", G_CALLBACK (fleet_notify_cb), self, 0);
   update_status (self);
 }
 

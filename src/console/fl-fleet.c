@@ -1,11 +1,14 @@
 /* fl-fleet.c: the console's fleet model.
  *
- * The devices live in one array sorted by id (the GListModel) and a hash
- * table by id that holds their references.  Every change goes through
- * apply_changes(), which turns a set of inserted, touched and removed
- * devices into as few items-changed signals as it can: one per cluster of
- * changed positions (a server page is one cluster: pages come in id
- * order), or one for everything when clusters are many.  Value changes
+ * The devices live in two arrays, by id (the fleet's own GListModel) and
+ * by name (fl_fleet_get_by_name(), what the devices page lists), and a
+ * hash table by id that holds their references.  A load from the cache
+ * builds all three on a worker thread (the devices are nobody else's
+ * yet); after that every change goes through apply_changes(), which turns
+ * a batch of inserted, touched and removed devices into as few
+ * items-changed signals per order as it can: one per cluster of changed
+ * positions (a server page is one cluster in the id order: pages come in
+ * id order), or one for all when the clusters are many.  Value changes
  * (battery, signal, last seen...) emit no items-changed at all, only one
  * "devices-changed" per batch, which the rows on screen watch: 10,000
  * events/s cost a hash lookup and a field update each.
@@ -22,7 +25,6 @@
 #include <malloc.h>
 #endif
 
-#include "fl-device-filter.h"
 #include "fl-event-stream.h"
 #include "fl-fleet.h"
 
@@ -37,8 +39,6 @@
 #define MAX_RUNS           32
 /* Unknown devices in a batch fetched one by one; more start a sync. */
 #define MAX_SINGLE_FETCHES 16
-/* Search keys built per idle slice, in µs. */
-#define KEYS_SLICE_US      4000
 
 /* ---- the name-ordered model ------------------------------------------------ */
 
@@ -141,8 +141,6 @@ struct _FlFleet
   GHashTable    *dirty;             /* FlDevice set, to save to the cache */
   guint          save_source;
   GHashTable    *fetching;          /* id set of single device fetches */
-  guint          keys_source;       /* search keys built while idle */
-  guint          keys_next;
 };
 
 static void fl_fleet_list_model_init (GListModelInterface *iface);
@@ -157,6 +155,7 @@ enum {
   PROP_LOADED,
   PROP_LAST_SYNC,
   PROP_LAST_SEQ,
+  PROP_SYNC_FAILED,
   PROP_N_ITEMS,
   N_PROPS
 };
@@ -258,6 +257,17 @@ set_online (FlFleet  *self,
 }
 
 static void
+set_sync_pending (FlFleet  *self,
+                  gboolean  pending)
+{
+  if (self->sync_pending == pending)
+    return;
+
+  self->sync_pending = pending;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SYNC_FAILED]);
+}
+
+static void
 set_syncing (FlFleet  *self,
              gboolean  syncing)
 {
@@ -297,11 +307,17 @@ report_success (FlFleet *self)
 
 /* ---- tags ------------------------------------------------------------- */
 
-static int
-compare_strings (gconstpointer a,
-                 gconstpointer b)
+typedef struct
 {
-  return g_utf8_collate (*(const char **) a, *(const char **) b);
+  const char *tag;
+  char       *key;  /* g_utf8_collate_key () */
+} TagKey;
+
+static int
+compare_tag_keys (gconstpointer a,
+                  gconstpointer b)
+{
+  return strcmp (((const TagKey *) a)->key, ((const TagKey *) b)->key);
 }
 
 static void
@@ -320,15 +336,31 @@ add_tags (FlFleet  *self,
 }
 
 /* Tags are only added: a tag no device has any more stays in the list
- * (and matches nothing) until the next start. */
+ * (and matches nothing) until the next start.  Sorted by collation keys
+ * (a g_utf8_collate() per comparison took ~30 ms for 3,000 tags). */
 static void
 publish_tags (FlFleet *self)
 {
+  g_autofree const char **tags = NULL;
+  g_autofree TagKey *keys = NULL;
   g_autofree const char **sorted = NULL;
   guint n = 0;
 
-  sorted = (const char **) g_hash_table_get_keys_as_array (self->tag_set, &n);
-  qsort (sorted, n, sizeof (char *), compare_strings);
+  tags = (const char **) g_hash_table_get_keys_as_array (self->tag_set, &n);
+  keys = g_new (TagKey, n);
+  for (guint i = 0; i < n; i++)
+    {
+      keys[i].tag = tags[i];
+      keys[i].key = g_utf8_collate_key (tags[i], -1);
+    }
+  qsort (keys, n, sizeof (TagKey), compare_tag_keys);
+
+  sorted = g_new0 (const char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    {
+      sorted[i] = keys[i].tag;
+      g_free (keys[i].key);
+    }
   gtk_string_list_splice (self->tags, 0, g_list_model_get_n_items (G_LIST_MODEL (self->tags)), sorted);
 }
 
@@ -722,54 +754,18 @@ compare_name_keys (gconstpointer a,
   return strcmp (((const NameKey *) a)->key, ((const NameKey *) b)->key);
 }
 
-/* Sorts devices (which nothing else sees yet) both ways.  Thread-safe:
- * it only reads them. */
-static Prepared *
-prepare_devices (GPtrArray *devices)
+/* The name order of p->devices, on a second thread while the first
+ * builds the table by id and the tags.  strcmp over folded keys
+ * "name\x01id" in one arena sorts 100,000 devices in ~15 ms (the same
+ * order as compare_names()). */
+static gpointer
+sort_names_thread (gpointer data)
 {
-  g_autoptr (Prepared) p = g_new0 (Prepared, 1);
-  g_autofree NameKey *keys = NULL;
-  g_autoptr (GString) arena = NULL;
-  gboolean sorted = TRUE;
-  guint n;
+  Prepared *p = data;
+  guint n = p->devices->len;
+  g_autofree NameKey *keys = g_new (NameKey, n);
+  g_autoptr (GString) arena = g_string_sized_new (n * 40);
 
-  /* borrowed: the caller keeps devices alive until the install */
-  p->devices = g_ptr_array_sized_new (devices->len);
-  for (guint i = 0; i < devices->len; i++)
-    {
-      FlDevice *d = g_ptr_array_index (devices, i);
-
-      if (i > 0 && strcmp (fl_device_get_device_id (g_ptr_array_index (devices, i - 1)), fl_device_get_device_id (d)) >= 0)
-        sorted = FALSE;
-      g_ptr_array_add (p->devices, d);
-    }
-  /* the cache gives them in id order already */
-  if (!sorted)
-    g_ptr_array_sort (p->devices, compare_by_id);
-
-  p->by_id = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_object_unref);
-  p->tag_set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  n = 0;
-  for (guint i = 0; i < p->devices->len; i++)
-    {
-      FlDevice *d = g_ptr_array_index (p->devices, i);
-      const char * const *tags = fl_device_get_tags (d);
-
-      if (!g_hash_table_insert (p->by_id, (gpointer) fl_device_get_device_id (d), g_object_ref (d)))
-        continue;  /* a duplicate id: the first stays */
-      p->devices->pdata[n++] = d;
-      for (guint t = 0; tags != NULL && tags[t] != NULL; t++)
-        if (!g_hash_table_contains (p->tag_set, tags[t]))
-          g_hash_table_add (p->tag_set, g_strdup (tags[t]));
-    }
-  g_ptr_array_set_size (p->devices, n);
-
-  /* The name order: strcmp over folded keys "name\x01id" in one arena
-   * sorts 100,000 devices in tens of milliseconds (the same order as
-   * compare_names()). */
-  n = p->devices->len;
-  keys = g_new (NameKey, n);
-  arena = g_string_sized_new (n * 40);
   for (guint i = 0; i < n; i++)
     {
       FlDevice *d = g_ptr_array_index (p->devices, i);
@@ -791,19 +787,109 @@ prepare_devices (GPtrArray *devices)
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (p->by_name, keys[i].device);
 
+  return NULL;
+}
+
+/* The table by id and the tags; FALSE when the devices are not in strict
+ * id order (then nothing is done). */
+static gboolean
+build_index (Prepared *p)
+{
+  const char *previous = NULL;
+
+  for (guint i = 0; i < p->devices->len; i++)
+    {
+      FlDevice *d = g_ptr_array_index (p->devices, i);
+      const char *id = fl_device_get_device_id (d);
+      const char * const *tags = fl_device_get_tags (d);
+
+      if (previous != NULL && strcmp (previous, id) >= 0)
+        {
+          g_hash_table_remove_all (p->by_id);
+          g_hash_table_remove_all (p->tag_set);
+          return FALSE;
+        }
+      previous = id;
+
+      g_hash_table_insert (p->by_id, (gpointer) id, g_object_ref (d));
+      for (guint t = 0; tags != NULL && tags[t] != NULL; t++)
+        if (!g_hash_table_contains (p->tag_set, tags[t]))
+          g_hash_table_add (p->tag_set, g_strdup (tags[t]));
+    }
+
+  return TRUE;
+}
+
+/* Sorts devices (which nothing else sees yet) both ways, in two threads.
+ * Thread-safe: it only reads them. */
+static Prepared *
+prepare_devices (GPtrArray *devices)
+{
+  g_autoptr (Prepared) p = g_new0 (Prepared, 1);
+  GThread *names;
+  gboolean in_order;
+
+  /* borrowed: the caller keeps devices alive until the install */
+  p->devices = g_ptr_array_sized_new (devices->len);
+  if (devices->len > 0)
+    g_ptr_array_extend (p->devices, devices, NULL, NULL);
+  p->by_id = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_object_unref);
+  p->tag_set = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  /* The cache gives them in id order, without duplicates: assume so,
+   * check while building the table, start again if not. */
+  names = g_thread_new ("fl-fleet-names", sort_names_thread, p);
+  in_order = build_index (p);
+  g_thread_join (names);
+
+  if (!in_order)
+    {
+      guint n = 0;
+
+      g_ptr_array_sort (p->devices, compare_by_id);
+      /* a duplicate id: the first stays */
+      for (guint i = 0; i < p->devices->len; i++)
+        if (n == 0 || strcmp (fl_device_get_device_id (p->devices->pdata[n - 1]),
+                              fl_device_get_device_id (p->devices->pdata[i])) != 0)
+          p->devices->pdata[n++] = p->devices->pdata[i];
+      g_ptr_array_set_size (p->devices, n);
+
+      g_clear_pointer (&p->by_name, g_ptr_array_unref);
+      sort_names_thread (p);
+      build_index (p);
+    }
+
   return g_steal_pointer (&p);
 }
 
+/* Loading 100,000 devices leaves ~15 MB of freed buffers (the cache's
+ * rows, the sort keys) in glibc's heaps; give the pages back. */
+static void
+release_memory (void)
+{
+#ifdef __GLIBC__
+  malloc_trim (0);
+#endif
+}
+
+/* task_data: the cache's array of devices, which this thread drops once
+ * the table by id holds its own references (100,000 unrefs that need
+ * not delay the first frame), with the garbage the load left. */
 static void
 prepare_thread (GTask        *task,
                 gpointer      source,
                 gpointer      task_data,
                 GCancellable *cancellable)
 {
-  g_task_return_pointer (task, prepare_devices (task_data), (GDestroyNotify) prepared_free);
-}
+  GPtrArray *devices = task_data;
+  gint64 start = g_get_monotonic_time ();
+  Prepared *p = prepare_devices (devices);
 
-static void schedule_keys (FlFleet *self);
+  g_ptr_array_unref (devices);
+  release_memory ();
+  g_debug ("%u devices sorted both ways in %.1f ms", p->devices->len, (g_get_monotonic_time () - start) / 1000.0);
+  g_task_return_pointer (task, p, (GDestroyNotify) prepared_free);
+}
 
 /* Replaces everything with p's devices. */
 static void
@@ -829,7 +915,6 @@ install_prepared (FlFleet  *self,
 
   publish_tags (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_N_ITEMS]);
-  schedule_keys (self);
 }
 
 void
@@ -843,44 +928,6 @@ fl_fleet_set_devices (FlFleet   *self,
 
   p = prepare_devices (devices);
   install_prepared (self, p);
-}
-
-/* Loading 100,000 devices leaves ~15 MB of freed buffers (the cache's
- * rows, the sort keys) in glibc's heaps; give the pages back. */
-static void
-release_memory (void)
-{
-#ifdef __GLIBC__
-  malloc_trim (0);
-#endif
-}
-
-/* The search keys, computed a slice at a time from a low-priority idle
- * once the list is shown, so a first search does not build 100,000. */
-static gboolean
-keys_idle_cb (gpointer user_data)
-{
-  FlFleet *self = user_data;
-  gint64 deadline = g_get_monotonic_time () + KEYS_SLICE_US;
-
-  while (self->keys_next < self->devices->len)
-    {
-      fl_device_filter_prepare_key (g_ptr_array_index (self->devices, self->keys_next++));
-      if ((self->keys_next & 255) == 0 && g_get_monotonic_time () > deadline)
-        return G_SOURCE_CONTINUE;
-    }
-
-  self->keys_source = 0;
-  release_memory ();
-  return G_SOURCE_REMOVE;
-}
-
-static void
-schedule_keys (FlFleet *self)
-{
-  self->keys_next = 0;
-  if (self->keys_source == 0)
-    self->keys_source = g_idle_add_full (G_PRIORITY_LOW, keys_idle_cb, self, NULL);
 }
 
 /* ---- merging server records ------------------------------------------ */
@@ -995,9 +1042,6 @@ merge_device (FlDevice *dst,
       fl_device_set_last_seen (dst, fl_device_get_last_seen (src));
       flags |= MERGE_VALUES;
     }
-
-  if (flags & MERGE_KEY)
-    fl_device_filter_invalidate_key (dst);
 
   return flags;
 }
@@ -1213,6 +1257,7 @@ fl_fleet_apply_events (FlFleet   *self,
                        GPtrArray *events)
 {
   g_autoptr (GHashTable) changed = NULL;
+  g_autoptr (GHashTable) rekeyed = NULL;
   g_autoptr (GPtrArray) accepted = NULL;
   g_autoptr (GPtrArray) unknown = NULL;
   gint64 last_seq;
@@ -1231,8 +1276,10 @@ fl_fleet_apply_events (FlFleet   *self,
     {
       FlEvent *event = g_ptr_array_index (events, i);
       gint64 seq = fl_event_get_seq (event);
+      const char *model;
       FlDevice *device;
       gint64 seen_before;
+      gboolean created = FALSE;
 
       if (seq > 0 && seq <= last_seq)
         continue;  /* applied before: a replay overlapping what we have */
@@ -1252,6 +1299,17 @@ fl_fleet_apply_events (FlFleet   *self,
           device = fl_device_new (fl_event_get_source (event));
           g_ptr_array_add (unknown, device);
           g_hash_table_insert (self->by_id, (gpointer) fl_device_get_device_id (device), g_object_ref (device));
+          created = TRUE;
+        }
+
+      /* a new model (a well-known data field) changes the search key */
+      model = fl_event_get_text (event, "model");
+      if (model != NULL && g_strcmp0 (model, fl_device_get_model (device)) != 0 && !created &&
+          (unknown == NULL || !g_ptr_array_find (unknown, device, NULL)))
+        {
+          if (rekeyed == NULL)
+            rekeyed = g_hash_table_new (NULL, NULL);
+          g_hash_table_add (rekeyed, device);
         }
 
       seen_before = fl_device_get_last_seen (device);
@@ -1261,6 +1319,14 @@ fl_fleet_apply_events (FlFleet   *self,
           g_hash_table_add (changed, device);
           g_hash_table_add (self->dirty, device);
         }
+    }
+
+  if (rekeyed != NULL)
+    {
+      Changes c = { NULL, rekeyed, NULL, NULL };
+
+      /* the lists look at them again */
+      apply_changes (self, &c);
     }
 
   if (unknown != NULL)
@@ -1431,7 +1497,7 @@ sync_finish (FlFleet *self)
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LAST_SYNC]);
 
   self->retry_delay_ms = 0;
-  self->sync_pending = FALSE;
+  set_sync_pending (self, FALSE);
   g_clear_object (&self->sync_cancellable);
   set_syncing (self, FALSE);
   save_soon (self);
@@ -1459,7 +1525,7 @@ sync_page_cb (GObject      *source,
       g_debug ("Sync failed: %s", error->message);
       g_clear_pointer (&self->sync_seen, g_hash_table_unref);
       g_clear_object (&self->sync_cancellable);
-      self->sync_pending = TRUE;
+      set_sync_pending (self, TRUE);
       set_syncing (self, FALSE);
       report_error (self, error);
       schedule_retry (self);
@@ -1567,7 +1633,7 @@ stream_state_cb (FlEventStream *stream,
                                                           "The live stream was disconnected");
 
           self->stream_was_connected = FALSE;
-          self->sync_pending = TRUE;
+          set_sync_pending (self, TRUE);
           report_error (self, error);
         }
       break;
@@ -1611,19 +1677,17 @@ prepared_cb (GObject      *source,
              gpointer      user_data)
 {
   FlFleet *self = FL_FLEET (source);
-  GPtrArray *devices = g_task_get_task_data (G_TASK (result));
   g_autoptr (Prepared) p = g_task_propagate_pointer (G_TASK (result), NULL);
 
   if (p == NULL)
     return;
 
-  /* Something came first (a test's set_devices): merge instead. */
+  /* Something came first (a test's set_devices): merge instead (p's
+   * table by id keeps the devices alive meanwhile). */
   if (self->devices->len == 0)
     install_prepared (self, p);
   else
-    merge_devices (self, devices, NULL);
-  g_clear_pointer (&p, prepared_free);
-  release_memory ();
+    merge_devices (self, p->devices, NULL);
 
   set_loaded (self);
 }
@@ -1642,6 +1706,7 @@ load_devices_cb (GObject      *source,
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
 
+  g_debug ("Cache: %u devices read", devices ? devices->len : 0);
   if (devices == NULL)
     {
       g_warning ("Could not read the cached devices: %s", error->message);
@@ -1653,7 +1718,7 @@ load_devices_cb (GObject      *source,
    * thread: nothing else sees these devices yet. */
   task = g_task_new (self, self->cancellable, prepared_cb, NULL);
   g_task_set_source_tag (task, load_devices_cb);
-  g_task_set_task_data (task, g_steal_pointer (&devices), (GDestroyNotify) g_ptr_array_unref);
+  g_task_set_task_data (task, g_steal_pointer (&devices), NULL);  /* the thread drops it */
   g_task_run_in_thread (task, prepare_thread);
 }
 
@@ -1924,6 +1989,14 @@ fl_fleet_get_syncing (FlFleet *self)
 }
 
 gboolean
+fl_fleet_get_sync_failed (FlFleet *self)
+{
+  g_return_val_if_fail (FL_IS_FLEET (self), FALSE);
+
+  return self->sync_pending;
+}
+
+gboolean
 fl_fleet_get_loaded (FlFleet *self)
 {
   g_return_val_if_fail (FL_IS_FLEET (self), FALSE);
@@ -2058,7 +2131,6 @@ fl_fleet_dispose (GObject *object)
 
   fl_fleet_stop (self);
   g_clear_handle_id (&self->save_source, g_source_remove);
-  g_clear_handle_id (&self->keys_source, g_source_remove);
 
   if (self->session != NULL)
     g_signal_handlers_disconnect_by_data (self->session, self);
@@ -2111,6 +2183,9 @@ fl_fleet_get_property (GObject    *object,
     case PROP_LAST_SEQ:
       g_value_set_int64 (value, self->last_seq);
       break;
+    case PROP_SYNC_FAILED:
+      g_value_set_boolean (value, self->sync_pending);
+      break;
     case PROP_N_ITEMS:
       g_value_set_uint (value, self->devices->len);
       break;
@@ -2143,6 +2218,9 @@ fl_fleet_class_init (FlFleetClass *klass)
   properties[PROP_LAST_SEQ] =
     g_param_spec_int64 ("last-seq", NULL, NULL, 0, G_MAXINT64, 0,
                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_SYNC_FAILED] =
+    g_param_spec_boolean ("sync-failed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_N_ITEMS] =
     g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);

@@ -24,12 +24,15 @@
 
 #include "fl-cache.h"
 #include "fl-chart-private.h"
-#include "fl-device-filter.h"
+#include "fl-fleet-filter.h"
 #include "fl-device-page.h"
 #include "fl-device-row.h"
 #include "fl-devices-page.h"
 #include "fl-fleet-view.h"
 #include "fl-fleet.h"
+#include "fl-hub.h"
+#include "fl-relay-private.h"
+#include "fl-session.h"
 #include "fl-test-util.h"
 
 #define N_SYNTHETIC 10000
@@ -296,6 +299,34 @@ synthetic_fleet (guint n)
 
 typedef gboolean (*Predicate) (guint i);
 
+static void assert_name_order (FlFleet *fleet);
+
+static gboolean
+model_has (GListModel *model,
+           const char *device_id)
+{
+  for (guint i = 0; i < g_list_model_get_n_items (model); i++)
+    {
+      g_autoptr (FlDevice) device = g_list_model_get_item (model, i);
+
+      if (g_str_equal (fl_device_get_device_id (device), device_id))
+        return TRUE;
+    }
+
+  return FALSE;
+}
+
+/* A server record of device (a copy, as the relay would send it). */
+static FlDevice *
+record_of (FlDevice *device)
+{
+  g_autofree char *text = fl_device_serialize (device);
+  FlDevice *record = fl_device_deserialize (text, NULL);
+
+  g_assert_nonnull (record);
+  return record;
+}
+
 /* The device list (the dropdowns' popovers have list views too). */
 static GtkWidget *
 find_list_view (GtkWidget *widget)
@@ -473,7 +504,7 @@ test_filter (void)
   g_autoptr (GPtrArray) devices = synthetic_fleet (N_SYNTHETIC);
   GtkWidget *window;
   FlDevicesPage *page;
-  FlDeviceFilter *filter;
+  FlFleetFilter *filter;
   guint filter_changes = 0;
 
   fl_fleet_set_devices (fleet, devices);
@@ -487,7 +518,7 @@ test_filter (void)
   g_signal_connect (filter, "changed", G_CALLBACK (filter_changed_cb), &filter_changes);
 
   assert_shows (page, everything, "no filter");
-  g_assert_true (fl_device_filter_is_empty (filter));
+  g_assert_true (fl_fleet_filter_is_empty (filter));
 
   /* search text: one field, case-insensitive, any field, several terms */
   fl_devices_page_set_search (page, "berlin");
@@ -516,13 +547,13 @@ test_filter (void)
 
   /* status */
   fl_devices_page_set_status (page, FL_DEVICE_STATUS_ONLINE);
-  g_assert_cmpint (fl_device_filter_get_status (filter), ==, FL_DEVICE_STATUS_ONLINE);
+  g_assert_cmpint (fl_fleet_filter_get_status (filter), ==, FL_DEVICE_STATUS_ONLINE);
   assert_shows (page, online, "status online");
 
   /* tag (from the dropdown's list of the fleet's tags) */
-  fl_devices_page_set_status (page, FL_DEVICE_FILTER_ANY_STATUS);
+  fl_devices_page_set_status (page, FL_FLEET_FILTER_ANY_STATUS);
   fl_devices_page_set_tag (page, "critical");
-  g_assert_cmpstr (fl_device_filter_get_tag (filter), ==, "critical");
+  g_assert_cmpstr (fl_fleet_filter_get_tag (filter), ==, "critical");
   assert_shows (page, critical, "tag critical");
 
   /* all three */
@@ -537,12 +568,68 @@ test_filter (void)
   fl_devices_page_set_search (page, "Berlin th-1");
   assert_shows (page, berlin_offline_floor3_th1, "search Berlin th-1, status offline, tag floor:3");
 
+  /* While a filter is on, the fleet changes: the list follows (only the
+   * changed devices are looked at again). */
+  {
+    g_autoptr (GPtrArray) records = g_ptr_array_new_with_free_func (g_object_unref);
+    FlDevice *record;
+    GListModel *model = fl_devices_page_get_model (page);
+
+    fl_devices_page_set_filters (page, NULL, FL_DEVICE_STATUS_ONLINE, NULL);
+    g_assert_false (model_has (model, "dev-00001"));
+    g_assert_true (model_has (model, "dev-00000"));
+
+    record = record_of (fl_fleet_lookup (fleet, "dev-00001"));
+    fl_device_set_status (record, FL_DEVICE_STATUS_ONLINE);
+    g_ptr_array_add (records, record);
+    record = record_of (fl_fleet_lookup (fleet, "dev-00000"));
+    fl_device_set_status (record, FL_DEVICE_STATUS_OFFLINE);
+    g_ptr_array_add (records, record);
+    g_ptr_array_add (records, device_new ("dev-10001", "Newcomer 1 Oslo", "TH-1", FL_DEVICE_STATUS_ONLINE, NULL));
+    g_ptr_array_add (records, device_new ("dev-10002", "Newcomer 2 Oslo", "TH-1", FL_DEVICE_STATUS_OFFLINE, NULL));
+    fl_fleet_merge_devices (fleet, records);
+
+    g_assert_true (model_has (model, "dev-00001"));
+    g_assert_false (model_has (model, "dev-00000"));
+    g_assert_true (model_has (model, "dev-10001"));
+    g_assert_false (model_has (model, "dev-10002"));
+    g_assert_cmpuint (g_list_model_get_n_items (model), ==, 2500 + 1);
+
+    /* a rename, found under the new name (the key is rebuilt) */
+    fl_devices_page_set_filters (page, "zebra", FL_FLEET_FILTER_ANY_STATUS, NULL);
+    g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+    g_ptr_array_set_size (records, 0);
+    record = record_of (fl_fleet_lookup (fleet, "dev-00002"));
+    {
+      g_autoptr (JsonObject) rename = json_object_new ();
+
+      json_object_set_string_member (rename, "name", "Zebra Crossing");
+      g_assert_true (fl_device_update_from_json (record, rename, FALSE, NULL));
+      fl_device_set_updated_at (record, fl_device_get_updated_at (record) + 1);
+    }
+    g_ptr_array_add (records, record);
+    fl_fleet_merge_devices (fleet, records);
+    g_assert_cmpuint (g_list_model_get_n_items (model), ==, 1);
+    g_assert_true (model_has (model, "dev-00002"));
+    assert_name_order (fleet);
+
+    /* back as they were, for what follows */
+    g_ptr_array_set_size (records, 0);
+    record = record_of (fl_fleet_lookup (fleet, "dev-00001"));
+    fl_device_set_status (record, FL_DEVICE_STATUS_OFFLINE);
+    g_ptr_array_add (records, record);
+    record = record_of (fl_fleet_lookup (fleet, "dev-00000"));
+    fl_device_set_status (record, FL_DEVICE_STATUS_ONLINE);
+    g_ptr_array_add (records, record);
+    fl_fleet_merge_devices (fleet, records);
+  }
+
   /* an empty state when nothing matches; clearing brings all back */
   fl_devices_page_set_tag (page, "no-such-tag");
   assert_shows (page, nothing, "tag no-such-tag");
   fl_devices_page_clear_filters (page);
-  g_assert_true (fl_device_filter_is_empty (filter));
-  assert_shows (page, everything, "cleared");
+  g_assert_true (fl_fleet_filter_is_empty (filter));
+  g_assert_cmpuint (g_list_model_get_n_items (fl_devices_page_get_model (page)), ==, N_SYNTHETIC + 2);
 
   gtk_window_destroy (GTK_WINDOW (window));
 }
@@ -639,7 +726,7 @@ test_batching (void)
   g_autoptr (GPtrArray) devices = synthetic_fleet (1000);
   g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
   g_autoptr (GPtrArray) server = g_ptr_array_new_with_free_func (g_object_unref);
-  g_autoptr (FlDeviceFilter) filter = fl_device_filter_new ();
+  g_autoptr (FlFleetFilter) filter = fl_fleet_filter_new ();
   Counts counts = { 0, };
   FlDevice *d7, *d8;
   gint64 now = g_get_real_time () / 1000;
@@ -699,12 +786,24 @@ test_batching (void)
     g_assert_cmpuint (counts.devices_changed, ==, 1);
   }
 
+  /* an event with a new model: found under it at once */
+  {
+    g_autoptr (GPtrArray) one = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+
+    fl_fleet_filter_set_search (filter, "zx-9");
+    g_assert_false (fl_fleet_filter_match_device (filter, fl_fleet_lookup (fleet, "dev-00011")));
+    g_ptr_array_add (one, event_new ("e-model", 700, now, "dev-00011", "{\"model\": \"ZX-9\"}"));
+    fl_fleet_apply_events (fleet, one);
+    g_assert_true (fl_fleet_filter_match_device (filter, fl_fleet_lookup (fleet, "dev-00011")));
+    fl_fleet_filter_set_search (filter, NULL);
+  }
+
   /* an event of an unknown device adds it, in id order */
   {
     g_autoptr (GPtrArray) one = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
 
     counts.items_changed = 0;
-    g_ptr_array_add (one, event_new ("e-new", 700, now, "dev-00007x", "{\"battery\": 50}"));
+    g_ptr_array_add (one, event_new ("e-new", 701, now, "dev-00007x", "{\"battery\": 50}"));
     fl_fleet_apply_events (fleet, one);
     g_assert_cmpuint (counts.items_changed, ==, 1);
     g_assert_cmpuint (fl_fleet_find (fleet, "dev-00007x"), ==, 8);
@@ -770,9 +869,9 @@ test_batching (void)
   /* in place: the same object, renamed, and found by its new name */
   g_assert_true (fl_fleet_lookup (fleet, "dev-00108") == d8);
   g_assert_cmpstr (fl_device_get_name (d8), ==, "Renamed Flowmeter");
-  fl_device_filter_set_search (filter, "flowmeter");
-  g_assert_true (fl_device_filter_match_device (filter, d8));
-  g_assert_false (fl_device_filter_match_device (filter, d7));
+  fl_fleet_filter_set_search (filter, "flowmeter");
+  g_assert_true (fl_fleet_filter_match_device (filter, d8));
+  g_assert_false (fl_fleet_filter_match_device (filter, d7));
   g_assert_nonnull (fl_fleet_lookup (fleet, "dev-00105-b"));
 
   /* the tags list knows every tag, sorted */
@@ -882,6 +981,7 @@ test_offline_cache (void)
   /* the sync fails, a retry is due, the view says offline since when */
   WAIT_UNTIL (!fl_fleet_get_syncing (fleet) && fl_fleet_get_retry_delay (fleet) > 0);
   g_assert_false (fl_fleet_get_online (fleet));
+  g_assert_true (fl_fleet_get_sync_failed (fleet));
   g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (fleet)), ==, 2000);
   offline = fl_fleet_view_get_offline_text (view);
   g_assert_nonnull (offline);
@@ -1130,6 +1230,8 @@ test_relay (void)
 
   fl_fleet_start (live.fleet);
   WAIT_UNTIL (fl_fleet_get_loaded (live.fleet));
+  /* not "offline" while the first sync is under way */
+  g_assert_null (fl_fleet_view_get_offline_text (live.view));
   /* the cache first: 8 devices, one of which we follow through the sync */
   g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (live.fleet)), ==, 8);
   stale = fl_fleet_lookup (live.fleet, "srv-03");
@@ -1218,6 +1320,7 @@ test_relay (void)
   fl_event_stream_set_timing (fl_fleet_get_stream (live.fleet), 16, 0, 0, 5000, 5000);
   test_relay_stop (live.relay);
   WAIT_UNTIL (!fl_fleet_get_online (live.fleet));
+  g_assert_true (fl_fleet_get_sync_failed (live.fleet));
   g_assert_nonnull (fl_fleet_view_get_offline_text (live.view));
   g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (live.fleet)), ==, 40);
 
@@ -1228,6 +1331,8 @@ test_relay (void)
   WAIT_UNTIL (received_all (&live));
   WAIT_UNTIL (fl_fleet_get_online (live.fleet));
   WAIT_UNTIL (fl_fleet_view_get_offline_text (live.view) == NULL);
+  /* and the sync after the outage clears the failure */
+  WAIT_UNTIL (!fl_fleet_get_sync_failed (live.fleet));
   g_assert_cmpfloat (fl_device_get_battery (device), ==, 44);
 
   /* The console stops (the stream with it) and starts again: what was
@@ -1273,6 +1378,80 @@ test_relay (void)
   WAIT_UNTIL (!fl_fleet_get_syncing (live.fleet));
 
   live_teardown (&live);
+}
+
+/* ---- the production path: a session ---------------------------------------- */
+
+/* fl_fleet_view_new (session), as the window calls it after a sign-in:
+ * the profile's cache under XDG_DATA_HOME, the session's client, tokens
+ * and websocket URL, "online" from the session. */
+static void
+test_session (void)
+{
+  g_autoptr (TestRelay) relay = test_relay_new ();
+  g_autoptr (FlClient) admin = login (relay->url);
+  g_autoptr (FlProfile) profile = fl_profile_new_lab (relay->url);
+  g_autoptr (FlTokenSet) tokens = NULL;
+  g_autoptr (FlSession) session = NULL;
+  g_autofree char *secret = NULL;
+  g_autofree char *cache_path = NULL;
+  g_autoptr (GPtrArray) events = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (FlIngestResult) reply = NULL;
+  g_autoptr (GError) error = NULL;
+  GtkWidget *window;
+  FlFleetView *view;
+  FlFleet *fleet;
+  FlDevice *device;
+
+  /* what GET /config tells a lab profile */
+  g_object_set (profile,
+                "user-pool-id", fl_relay_get_pool_id (relay->relay),
+                "client-id", fl_relay_get_client_id (relay->relay),
+                NULL);
+  secret = register_device (admin, "{\"deviceId\": \"sess-1\", \"name\": \"Session One\"}");
+  g_free (register_device (admin, "{\"deviceId\": \"sess-2\", \"name\": \"Session Two\"}"));
+
+  tokens = fl_token_set_new (fl_client_get_id_token (admin), fl_client_get_access_token (admin),
+                             fl_client_get_refresh_token (admin), fl_client_get_token_expiry (admin), TEST_ADMIN);
+  session = fl_session_new (profile, tokens, TRUE);
+  view = FL_FLEET_VIEW (fl_fleet_view_new (session));
+  fleet = g_object_ref (fl_fleet_view_get_fleet (view));
+  window = window_new (GTK_WIDGET (view), 1000);
+
+  g_assert_true (fl_fleet_get_session (fleet) == session);
+  WAIT_UNTIL (fl_fleet_get_last_sync (fleet) > 0 && !fl_fleet_get_syncing (fleet));
+  g_assert_true (fl_fleet_get_online (fleet));
+  g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (fleet)), ==, 2);
+  cache_path = fl_cache_default_path (fl_profile_get_id (profile));
+  g_assert_true (g_file_test (cache_path, G_FILE_TEST_EXISTS));
+  g_assert_true (g_str_has_prefix (cache_path, g_get_user_data_dir ()));
+
+  /* live, with the session's token */
+  WAIT_UNTIL (stream_connected (fleet));
+  g_ptr_array_add (events, event_new ("sess-e1", 0, g_get_real_time () / 1000, "sess-1", "{\"battery\": 61}"));
+  fl_client_ingest_async (admin, "sess-1", secret, events, NULL, result_cb, &result);
+  reply = fl_client_ingest_finish (admin, wait_result (&result), &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (reply->accepted, ==, 1);
+  device = fl_fleet_lookup (fleet, "sess-1");
+  WAIT_UNTIL (fl_device_get_battery (device) == 61);
+
+  /* the session goes offline: so does the fleet */
+  {
+    g_autoptr (GError) down = g_error_new_literal (FL_CLIENT_ERROR, FL_CLIENT_ERROR_NETWORK, "test");
+
+    fl_session_report_network_error (session, down);
+    g_assert_false (fl_fleet_get_online (fleet));
+    fl_session_report_success (session);
+    g_assert_true (fl_fleet_get_online (fleet));
+  }
+
+  /* the window goes: the view stops its fleet (and its stream) */
+  gtk_window_destroy (GTK_WINDOW (window));
+  WAIT_UNTIL (fl_fleet_get_stream (fleet) == NULL);
+  g_object_unref (fleet);
+  WAIT_UNTIL (fl_hub_get_n_subscribers (relay->relay->hub) == 0);
 }
 
 /* ---- a row ------------------------------------------------------------------ */
@@ -1382,6 +1561,19 @@ int
 main (int   argc,
       char *argv[])
 {
+  g_autofree char *home = g_dir_make_tmp ("fieldline-fleet-home-XXXXXX", NULL);
+  g_autofree char *data = g_build_filename (home, "data", NULL);
+  g_autofree char *secrets = g_build_filename (home, "keyring.file", NULL);
+  int status;
+
+  /* the profile's cache and the session's tokens stay in here (before
+   * GLib reads the user directories) */
+  g_assert_nonnull (home);
+  g_setenv ("XDG_DATA_HOME", data, TRUE);
+  g_setenv ("SECRET_BACKEND", "file", TRUE);
+  g_setenv ("SECRET_FILE_TEST_PATH", secrets, TRUE);
+  g_setenv ("SECRET_FILE_TEST_PASSWORD", "test-password", TRUE);
+
   g_test_init (&argc, &argv, NULL);
   gtk_init ();
   adw_init ();
@@ -1392,6 +1584,10 @@ main (int   argc,
   g_test_add_func ("/fieldline/console/fleet/views", test_views);
   g_test_add_func ("/fieldline/console/fleet/offline-cache", test_offline_cache);
   g_test_add_func ("/fieldline/console/fleet/relay-sync-live-resume", test_relay);
+  g_test_add_func ("/fieldline/console/fleet/session", test_session);
 
-  return g_test_run ();
+  status = g_test_run ();
+  test_rm_rf (home);
+
+  return status;
 }
