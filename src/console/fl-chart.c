@@ -1137,8 +1137,12 @@ typedef struct
   double   v;
 } ReadoutValue;
 
+/* How far (in x) a point may be from the pointer to be read out */
+#define READOUT_MAX_DISTANCE_PX 24.0
+
 /* The time under the pointer and each series' value nearest to it in the
- * visible range; FALSE when the pointer is not over the plot */
+ * visible range (within READOUT_MAX_DISTANCE_PX); FALSE when the pointer
+ * is not over the plot */
 static gboolean
 compute_readout (FlChart      *self,
                  gint64       *t_pointer,
@@ -1171,6 +1175,9 @@ compute_readout (FlChart      *self,
           if (j > i0 && (best == NULL || tp - p[j - 1].t <= best->t - tp))
             best = &p[j - 1];
         }
+      /* a point far from the pointer says nothing about the time under it */
+      if (best != NULL && fabs (x_for_time (self, best->t) - self->pointer_x) > READOUT_MAX_DISTANCE_PX)
+        best = NULL;
       if (best != NULL && !isnan (best->v))
         {
           values[i].found = TRUE;

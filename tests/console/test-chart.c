@@ -778,6 +778,16 @@ test_readout (Fixture      *f,
   readout = _fl_chart_dup_readout (f->chart);
   g_assert_cmpstr (readout, ==, "10:10:30\nTemperature: 21.1 °C\nHumidity: 45 %");
   g_clear_pointer (&readout, g_free);
+
+  /* far from every point (the data ends at 11:00, the pointer is at
+   * 13:00): nothing to read out but the time */
+  fl_chart_set_range (f->chart, T10, T10 + 4 * 3600000);
+  _fl_chart_set_pointer (f->chart, _fl_chart_x_for_time (f->chart, T10 + 3 * 3600000), y);
+  readout = _fl_chart_dup_readout (f->chart);
+  g_assert_nonnull (readout);
+  g_assert_null (strstr (readout, "Temperature"));
+  g_assert_null (strstr (readout, "Humidity"));
+  g_clear_pointer (&readout, g_free);
   fl_chart_set_range (f->chart, T10, T10 + 3600000);
 
   /* the pointer's line is drawn: a column of pixels that is not there
