@@ -1220,6 +1220,52 @@ call_finish (FlCognitoClient *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* ---- the public operations' tasks ---------------------------------------- */
+
+/* The task of a public _async function (tagged source_tag), finished by
+ * done_cb once operation answers. */
+static void
+start_call (FlCognitoClient    *self,
+            gpointer            source_tag,
+            const char         *operation,
+            const Body         *body,
+            GCancellable       *cancellable,
+            GAsyncReadyCallback done_cb,
+            GAsyncReadyCallback callback,
+            gpointer            user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, source_tag);
+  call_async (self, operation, body, FALSE, cancellable, done_cb, task);
+}
+
+static gboolean
+boolean_finish (FlCognitoClient *self,
+                GAsyncResult    *result,
+                gpointer         source_tag,
+                GError         **error)
+{
+  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static gpointer
+pointer_finish (FlCognitoClient *self,
+                GAsyncResult    *result,
+                gpointer         source_tag,
+                GError         **error)
+{
+  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
 /* ---- answers of the sign-in operations ------------------------------------- */
 
 static FlCognitoTokens *
@@ -1783,12 +1829,7 @@ fl_cognito_client_respond_new_password_finish (FlCognitoClient *self,
                                                GAsyncResult    *result,
                                                GError         **error)
 {
-  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fl_cognito_client_respond_new_password_async,
-                        NULL);
-
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return pointer_finish (self, result, fl_cognito_client_respond_new_password_async, error);
 }
 
 /* ---- refresh ------------------------------------------------------------------ */
@@ -1880,11 +1921,7 @@ fl_cognito_client_refresh_finish (FlCognitoClient *self,
                                   GAsyncResult    *result,
                                   GError         **error)
 {
-  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fl_cognito_client_refresh_async, NULL);
-
-  return g_task_propagate_pointer (G_TASK (result), error);
+  return pointer_finish (self, result, fl_cognito_client_refresh_async, error);
 }
 
 /* ---- sign-up, codes, passwords, sign-out --------------------------------------- */
@@ -1967,17 +2004,13 @@ fl_cognito_client_sign_up_async (FlCognitoClient    *self,
                                  GAsyncReadyCallback callback,
                                  gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  g_autofree char  *hash = NULL;
-  Body              body = { 0 };
+  g_autofree char *hash = NULL;
+  Body             body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (username != NULL);
   g_return_if_fail (password != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
-
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_sign_up_async);
 
   hash = secret_hash (self, username);
   body_string (&body, "ClientId", self->client_id);
@@ -1994,7 +2027,8 @@ fl_cognito_client_sign_up_async (FlCognitoClient    *self,
       body_add (&body, ITEM_CLOSE_ARRAY, NULL, NULL);
     }
 
-  call_async (self, "SignUp", &body, FALSE, cancellable, sign_up_done_cb, g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_sign_up_async, "SignUp", &body,
+              cancellable, sign_up_done_cb, callback, user_data);
 }
 
 /**
@@ -2065,32 +2099,6 @@ destination_done_cb (GObject      *source,
     g_task_return_pointer (task, g_strdup (destination), g_free);
 }
 
-static gboolean
-boolean_finish (FlCognitoClient *self,
-                GAsyncResult    *result,
-                gpointer         source_tag,
-                GError         **error)
-{
-  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), FALSE);
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, FALSE);
-
-  return g_task_propagate_boolean (G_TASK (result), error);
-}
-
-static char *
-string_finish (FlCognitoClient *self,
-               GAsyncResult    *result,
-               gpointer         source_tag,
-               GError         **error)
-{
-  g_return_val_if_fail (FL_IS_COGNITO_CLIENT (self), NULL);
-  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
-  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == source_tag, NULL);
-
-  return g_task_propagate_pointer (G_TASK (result), error);
-}
-
 /* ClientId, Username and SecretHash, which most operations start with */
 static void
 body_user (Body            *body,
@@ -2112,21 +2120,18 @@ fl_cognito_client_confirm_sign_up_async (FlCognitoClient    *self,
                                          GAsyncReadyCallback callback,
                                          gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  g_autofree char  *hash = NULL;
-  Body              body = { 0 };
+  g_autofree char *hash = NULL;
+  Body             body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (username != NULL);
   g_return_if_fail (code != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_confirm_sign_up_async);
-
   body_user (&body, self, username, &hash);
   body_string (&body, "ConfirmationCode", code);
-  call_async (self, "ConfirmSignUp", &body, FALSE, cancellable, empty_done_cb, g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_confirm_sign_up_async, "ConfirmSignUp", &body,
+              cancellable, empty_done_cb, callback, user_data);
 }
 
 gboolean
@@ -2144,20 +2149,16 @@ fl_cognito_client_resend_code_async (FlCognitoClient    *self,
                                      GAsyncReadyCallback callback,
                                      gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  g_autofree char  *hash = NULL;
-  Body              body = { 0 };
+  g_autofree char *hash = NULL;
+  Body             body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (username != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_resend_code_async);
-
   body_user (&body, self, username, &hash);
-  call_async (self, "ResendConfirmationCode", &body, FALSE, cancellable, destination_done_cb,
-              g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_resend_code_async, "ResendConfirmationCode", &body,
+              cancellable, destination_done_cb, callback, user_data);
 }
 
 /**
@@ -2170,7 +2171,7 @@ fl_cognito_client_resend_code_finish (FlCognitoClient *self,
                                       GAsyncResult    *result,
                                       GError         **error)
 {
-  return string_finish (self, result, fl_cognito_client_resend_code_async, error);
+  return pointer_finish (self, result, fl_cognito_client_resend_code_async, error);
 }
 
 void
@@ -2180,19 +2181,16 @@ fl_cognito_client_forgot_password_async (FlCognitoClient    *self,
                                          GAsyncReadyCallback callback,
                                          gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  g_autofree char  *hash = NULL;
-  Body              body = { 0 };
+  g_autofree char *hash = NULL;
+  Body             body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (username != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_forgot_password_async);
-
   body_user (&body, self, username, &hash);
-  call_async (self, "ForgotPassword", &body, FALSE, cancellable, destination_done_cb, g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_forgot_password_async, "ForgotPassword", &body,
+              cancellable, destination_done_cb, callback, user_data);
 }
 
 /**
@@ -2205,7 +2203,7 @@ fl_cognito_client_forgot_password_finish (FlCognitoClient *self,
                                           GAsyncResult    *result,
                                           GError         **error)
 {
-  return string_finish (self, result, fl_cognito_client_forgot_password_async, error);
+  return pointer_finish (self, result, fl_cognito_client_forgot_password_async, error);
 }
 
 void
@@ -2217,9 +2215,8 @@ fl_cognito_client_confirm_forgot_password_async (FlCognitoClient    *self,
                                                  GAsyncReadyCallback callback,
                                                  gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  g_autofree char  *hash = NULL;
-  Body              body = { 0 };
+  g_autofree char *hash = NULL;
+  Body             body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (username != NULL);
@@ -2227,13 +2224,11 @@ fl_cognito_client_confirm_forgot_password_async (FlCognitoClient    *self,
   g_return_if_fail (new_password != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_confirm_forgot_password_async);
-
   body_user (&body, self, username, &hash);
   body_string (&body, "ConfirmationCode", code);
   body_string (&body, "Password", new_password);
-  call_async (self, "ConfirmForgotPassword", &body, FALSE, cancellable, empty_done_cb, g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_confirm_forgot_password_async, "ConfirmForgotPassword", &body,
+              cancellable, empty_done_cb, callback, user_data);
 }
 
 gboolean
@@ -2251,19 +2246,16 @@ fl_cognito_client_global_sign_out_async (FlCognitoClient    *self,
                                          GAsyncReadyCallback callback,
                                          gpointer            user_data)
 {
-  g_autoptr (GTask) task = NULL;
-  Body              body = { 0 };
+  Body body = { 0 };
 
   g_return_if_fail (FL_IS_COGNITO_CLIENT (self));
   g_return_if_fail (access_token != NULL);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fl_cognito_client_global_sign_out_async);
-
   body_string (&body, "AccessToken", access_token);
   /* a repeat would fail: the token it carries is revoked by the first */
-  call_async (self, "GlobalSignOut", &body, FALSE, cancellable, empty_done_cb, g_steal_pointer (&task));
+  start_call (self, fl_cognito_client_global_sign_out_async, "GlobalSignOut", &body,
+              cancellable, empty_done_cb, callback, user_data);
 }
 
 gboolean

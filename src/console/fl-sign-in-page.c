@@ -536,6 +536,20 @@ save_store (FlSignInPage *self)
 /* ---- errors ------------------------------------------------------------ */
 
 /* The inline text of a failure; server is the URL of the server. */
+static char *
+unreachable_message (const char *server)
+{
+  /* Translators: %s is a URL */
+  return g_strdup_printf (_("Cannot reach the server at %s. Check the address and your network connection."), server);
+}
+
+static char *
+untrusted_message (const char *server)
+{
+  /* Translators: %s is a URL */
+  return g_strdup_printf (_("The secure connection to %s failed: the server’s certificate is not trusted."), server);
+}
+
 static void
 show_failure (FlSignInPage *self,
               const GError *error,
@@ -589,12 +603,10 @@ show_failure (FlSignInPage *self,
           action_name = "sign-in.show-forgot-password";
           break;
         case FL_COGNITO_ERROR_NETWORK:
-          /* Translators: %s is a URL */
-          message = g_strdup_printf (_("Cannot reach the server at %s. Check the address and your network connection."), server);
+          message = unreachable_message (server);
           break;
         case FL_COGNITO_ERROR_TLS:
-          /* Translators: %s is a URL */
-          message = g_strdup_printf (_("The secure connection to %s failed: the server’s certificate is not trusted."), server);
+          message = untrusted_message (server);
           break;
         case FL_COGNITO_ERROR_RESOURCE_NOT_FOUND:
           message = g_strdup (_("The server does not know this connection’s app client. Check the connection’s settings."));
@@ -612,9 +624,9 @@ show_failure (FlSignInPage *self,
         }
     }
   else if (g_error_matches (error, FL_CLIENT_ERROR, FL_CLIENT_ERROR_NETWORK))
-    message = g_strdup_printf (_("Cannot reach the server at %s. Check the address and your network connection."), server);
+    message = unreachable_message (server);
   else if (error->domain == G_TLS_ERROR)
-    message = g_strdup_printf (_("The secure connection to %s failed: the server’s certificate is not trusted."), server);
+    message = untrusted_message (server);
   else if (error->domain == FL_CLIENT_ERROR)
     message = g_strdup_printf (_("The server at %s does not answer as a Fieldline relay."), server);
   else
@@ -684,6 +696,16 @@ op_fail (Op           *op,
 {
   set_busy (op->self, FALSE);
   show_failure (op->self, error, op->server, password_row);
+}
+
+/* Keeps where the code went; the request is over */
+static void
+op_take_destination (Op   *op,
+                     char *destination)
+{
+  g_free (op->self->destination);
+  op->self->destination = destination;
+  set_busy (op->self, FALSE);
 }
 
 /* -- signed in -- */
@@ -844,9 +866,7 @@ sign_up_cb (GObject      *object,
 
   g_clear_pointer (&self->pending_password, wipe_free);
   self->pending_password = g_strdup (op->password);
-  g_free (self->destination);
-  self->destination = g_steal_pointer (&destination);
-  set_busy (self, FALSE);
+  op_take_destination (op, g_steal_pointer (&destination));
   row_clear (self->confirm_code_row);
   show_form (self, "confirm");
 }
@@ -904,9 +924,7 @@ resend_cb (GObject      *object,
       return;
     }
 
-  g_free (self->destination);
-  self->destination = g_steal_pointer (&destination);
-  set_busy (self, FALSE);
+  op_take_destination (op, g_steal_pointer (&destination));
   set_error (self, NULL);
   update_texts (self);
   fl_sign_in_page_set_notice (self, _("A new code was sent."));
@@ -932,9 +950,7 @@ forgot_cb (GObject      *object,
       return;
     }
 
-  g_free (self->destination);
-  self->destination = g_steal_pointer (&destination);
-  set_busy (self, FALSE);
+  op_take_destination (op, g_steal_pointer (&destination));
   row_clear (self->reset_code_row);
   row_clear (self->reset_password_row);
   show_form (self, "reset");
@@ -1146,16 +1162,14 @@ op_start (FlSignInPage *self,
 /* ---- actions ----------------------------------------------------------- */
 
 static gboolean
-require_rows (FlSignInPage *self,
-              const char   *message,
-              AdwEntryRow  *first,
-              ...)
+require_rows_valist (FlSignInPage *self,
+                     const char   *message,
+                     AdwEntryRow  *first,
+                     va_list       args)
 {
-  va_list      args;
   AdwEntryRow *row;
   AdwEntryRow *empty = NULL;
 
-  va_start (args, first);
   for (row = first; row != NULL; row = va_arg (args, AdwEntryRow *))
     {
       g_autofree char *text = row_dup_stripped (row);
@@ -1167,7 +1181,6 @@ require_rows (FlSignInPage *self,
             empty = row;
         }
     }
-  va_end (args);
 
   if (empty == NULL)
     return TRUE;
@@ -1179,6 +1192,43 @@ require_rows (FlSignInPage *self,
   return FALSE;
 }
 
+static gboolean
+require_rows (FlSignInPage *self,
+              const char   *message,
+              AdwEntryRow  *first,
+              ...)
+{
+  va_list  args;
+  gboolean filled;
+
+  va_start (args, first);
+  filled = require_rows_valist (self, message, first, args);
+  va_end (args);
+  return filled;
+}
+
+/* A new operation of kind, or NULL when one runs, a row is empty (the
+ * rows end with NULL) or there is no profile */
+static Op *
+op_prepare (FlSignInPage *self,
+            OpKind        kind,
+            const char   *message,
+            AdwEntryRow  *first,
+            ...)
+{
+  va_list  args;
+  gboolean filled;
+
+  if (self->busy)
+    return NULL;
+  va_start (args, first);
+  filled = require_rows_valist (self, message, first, args);
+  va_end (args);
+  if (!filled)
+    return NULL;
+  return op_new (self, kind);
+}
+
 static void
 sign_in_action (GtkWidget  *widget,
                 const char *action_name,
@@ -1187,11 +1237,9 @@ sign_in_action (GtkWidget  *widget,
   FlSignInPage *self = FL_SIGN_IN_PAGE (widget);
   Op           *op;
 
-  if (self->busy)
-    return;
-  if (!require_rows (self, _("Enter your username and password."), self->username_row, self->password_row, NULL))
-    return;
-  if ((op = op_new (self, OP_SIGN_IN)) == NULL)
+  op = op_prepare (self, OP_SIGN_IN, _("Enter your username and password."),
+                   self->username_row, self->password_row, NULL);
+  if (op == NULL)
     return;
 
   op->username = row_dup_stripped (self->username_row);
@@ -1251,12 +1299,9 @@ sign_up_action (GtkWidget  *widget,
   FlSignInPage *self = FL_SIGN_IN_PAGE (widget);
   Op           *op;
 
-  if (self->busy)
-    return;
-  if (!require_rows (self, _("Enter a username, your email address and a password."),
-                     self->sign_up_username_row, self->sign_up_email_row, self->sign_up_password_row, NULL))
-    return;
-  if ((op = op_new (self, OP_SIGN_UP)) == NULL)
+  op = op_prepare (self, OP_SIGN_UP, _("Enter a username, your email address and a password."),
+                   self->sign_up_username_row, self->sign_up_email_row, self->sign_up_password_row, NULL);
+  if (op == NULL)
     return;
 
   op->username = row_dup_stripped (self->sign_up_username_row);
@@ -1290,12 +1335,9 @@ confirm_action (GtkWidget  *widget,
   FlSignInPage *self = FL_SIGN_IN_PAGE (widget);
   Op           *op;
 
-  if (self->busy)
-    return;
-  if (!require_rows (self, _("Enter your username and the confirmation code."),
-                     self->confirm_username_row, self->confirm_code_row, NULL))
-    return;
-  if ((op = op_new (self, OP_CONFIRM)) == NULL)
+  op = op_prepare (self, OP_CONFIRM, _("Enter your username and the confirmation code."),
+                   self->confirm_username_row, self->confirm_code_row, NULL);
+  if (op == NULL)
     return;
 
   op->username = row_dup_stripped (self->confirm_username_row);
@@ -1311,11 +1353,9 @@ resend_code_action (GtkWidget  *widget,
   FlSignInPage *self = FL_SIGN_IN_PAGE (widget);
   Op           *op;
 
-  if (self->busy)
-    return;
-  if (!require_rows (self, _("Enter your username."), self->confirm_username_row, NULL))
-    return;
-  if ((op = op_new (self, OP_RESEND)) == NULL)
+  op = op_prepare (self, OP_RESEND, _("Enter your username."),
+                   self->confirm_username_row, NULL);
+  if (op == NULL)
     return;
 
   op->username = row_dup_stripped (self->confirm_username_row);
@@ -1342,11 +1382,9 @@ forgot_password_action (GtkWidget  *widget,
   FlSignInPage *self = FL_SIGN_IN_PAGE (widget);
   Op           *op;
 
-  if (self->busy)
-    return;
-  if (!require_rows (self, _("Enter your username."), self->forgot_username_row, NULL))
-    return;
-  if ((op = op_new (self, OP_FORGOT)) == NULL)
+  op = op_prepare (self, OP_FORGOT, _("Enter your username."),
+                   self->forgot_username_row, NULL);
+  if (op == NULL)
     return;
 
   op->username = row_dup_stripped (self->forgot_username_row);
