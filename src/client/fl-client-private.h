@@ -33,6 +33,12 @@ GBytes          *_fl_events_to_json_array         (GPtrArray   *events);
 
 /* Safe readers of outside JSON: NULL or the default when the member is
  * missing or has another type. */
+/* The API's device and event JSON, validated (FL_CLIENT_ERROR_PROTOCOL);
+ * shared by the REST client and the live stream. */
+FlDevice        *_fl_client_device_from_json      (JsonNode    *node,
+                                                   GError     **error);
+FlEvent         *_fl_client_event_from_json       (JsonNode    *node,
+                                                   GError     **error);
 const char      *_fl_json_get_string              (JsonObject  *object,
                                                    const char  *member);
 gboolean         _fl_json_get_int                 (JsonObject  *object,

@@ -471,8 +471,8 @@ _fl_events_to_json_array (GPtrArray *events)
  * only the relay sets (status, times, battery, rssi) through the setters
  * and fl_device_apply_event_data().  (fl_device_deserialize() reads the
  * store's trusted form and does not check member types.) */
-static FlDevice *
-device_from_json (JsonNode *node,
+FlDevice *
+_fl_client_device_from_json (JsonNode *node,
                   GError  **error)
 {
   static const char *const registration_fields[] = {
@@ -564,7 +564,7 @@ devices_from_json (JsonArray *array,
 
   for (guint i = 0; array != NULL && i < json_array_get_length (array); i++)
     {
-      FlDevice *device = device_from_json (json_array_get_element (array, i), error);
+      FlDevice *device = _fl_client_device_from_json (json_array_get_element (array, i), error);
 
       if (device == NULL)
         return NULL;
@@ -574,8 +574,8 @@ devices_from_json (JsonArray *array,
   return g_steal_pointer (&devices);
 }
 
-static FlEvent *
-event_from_json (JsonNode *node,
+FlEvent *
+_fl_client_event_from_json (JsonNode *node,
                  GError  **error)
 {
   FlEventParseOptions options = { 0 };
@@ -1463,9 +1463,9 @@ register_device_cb (GObject      *object,
   /* {device fields..., deviceSecret} or {"device": {...}, "deviceSecret"} */
   secret = _fl_json_get_string (reply, "deviceSecret");
   if (json_object_has_member (reply, "device") && !json_object_has_member (reply, "deviceId"))
-    device = device_from_json (json_object_get_member (reply, "device"), &error);
+    device = _fl_client_device_from_json (json_object_get_member (reply, "device"), &error);
   else
-    device = device_from_json (node, &error);
+    device = _fl_client_device_from_json (node, &error);
 
   if (device == NULL)
     {
@@ -1548,7 +1548,7 @@ get_device_cb (GObject      *object,
   g_autoptr (JsonNode) node = request_finish (self, result, &error);
   FlDevice            *device;
 
-  if (error != NULL || (device = device_from_json (node, &error)) == NULL)
+  if (error != NULL || (device = _fl_client_device_from_json (node, &error)) == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));
       return;
@@ -1833,7 +1833,7 @@ list_events_cb (GObject      *object,
                                  (GDestroyNotify) fl_event_unref);
   for (guint i = 0; i < json_array_get_length (array); i++)
     {
-      FlEvent *event = event_from_json (json_array_get_element (array, i), &error);
+      FlEvent *event = _fl_client_event_from_json (json_array_get_element (array, i), &error);
 
       if (event == NULL)
         {

@@ -339,13 +339,10 @@ handle_event (FlEventStream *self,
               Conn          *conn,
               JsonObject    *object)
 {
-  FlEventParseOptions options = { 0 };
   g_autoptr (GError)  error = NULL;
   g_autoptr (FlEvent) event = NULL;
   JsonObject         *inner = _fl_json_get_object (object, "event");
-  JsonNode           *node;
   gint64              seq;
-  gint64              received_at;
 
   if (inner == NULL || !_fl_json_get_int (inner, "seq", &seq) || seq <= 0)
     {
@@ -357,16 +354,13 @@ handle_event (FlEventStream *self,
   if (seq <= self->received_seq)
     return;
 
-  node = json_object_get_member (object, "event");
-  event = fl_event_from_json_node (node, &options, &error);
+  /* the REST client's reader: it also takes seq and receivedAt */
+  event = _fl_client_event_from_json (json_object_get_member (object, "event"), &error);
   if (event == NULL)
     {
       g_debug ("Connection %u: ignoring event %" G_GINT64_FORMAT ": %s", conn->id, seq, error->message);
       return;
     }
-  fl_event_set_seq (event, seq);
-  if (_fl_json_get_int (inner, "receivedAt", &received_at))
-    fl_event_set_received_at (event, received_at);
 
   self->received_seq = seq;
   conn->progress = TRUE;
@@ -381,22 +375,13 @@ handle_device (FlEventStream *self,
 {
   g_autoptr (GError)   error = NULL;
   g_autoptr (FlDevice) device = NULL;
-  g_autofree char     *text = NULL;
-  JsonNode            *node = json_object_get_member (object, "device");
-  const char          *device_id;
 
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node) || (device_id = _fl_json_get_string (json_node_get_object (node), "deviceId")) == NULL || !fl_device_id_is_valid (device_id))
-    {
-      g_debug ("Connection %u: ignoring a device message without a valid device", conn->id);
-      return;
-    }
-
-  /* the core's reader of a device record (it takes the API's form) */
-  text = fl_json_to_string (node, NULL);
-  device = fl_device_deserialize (text, &error);
+  /* the REST client's validating reader (fl_device_deserialize trusts
+   * its input: it is for the store's own records) */
+  device = _fl_client_device_from_json (json_object_get_member (object, "device"), &error);
   if (device == NULL)
     {
-      g_debug ("Connection %u: ignoring device %s: %s", conn->id, device_id, error->message);
+      g_debug ("Connection %u: ignoring a device message: %s", conn->id, error->message);
       return;
     }
 

@@ -390,9 +390,16 @@ code_answer (Call *call)
   return node;
 }
 
+/* ResendConfirmationCode and ForgotPassword: a code to send */
+typedef FlCodeMessage *(*CodeFunc) (FlUserPool *pool,
+                                    const char *client_id,
+                                    const char *username,
+                                    GError    **error);
+
 static JsonNode *
-op_resend_code (Call    *call,
-                GError **error)
+code_op (Call     *call,
+         CodeFunc  func,
+         GError  **error)
 {
   const char *client_id, *username, *secret_hash;
 
@@ -401,23 +408,22 @@ op_resend_code (Call    *call,
       !member_string (call->body, "SecretHash", &secret_hash, error) ||
       !fl_user_pool_check_client (call->pool, client_id, 0, username, secret_hash, error))
     return NULL;
-  call->mail = fl_user_pool_resend_code (call->pool, client_id, username, error);
+  call->mail = func (call->pool, client_id, username, error);
   return call->mail != NULL ? code_answer (call) : NULL;
+}
+
+static JsonNode *
+op_resend_code (Call    *call,
+                GError **error)
+{
+  return code_op (call, fl_user_pool_resend_code, error);
 }
 
 static JsonNode *
 op_forgot_password (Call    *call,
                     GError **error)
 {
-  const char *client_id, *username, *secret_hash;
-
-  if (!require_member (call->body, "ClientId", &client_id, error) ||
-      !require_member (call->body, "Username", &username, error) ||
-      !member_string (call->body, "SecretHash", &secret_hash, error) ||
-      !fl_user_pool_check_client (call->pool, client_id, 0, username, secret_hash, error))
-    return NULL;
-  call->mail = fl_user_pool_forgot_password (call->pool, client_id, username, error);
-  return call->mail != NULL ? code_answer (call) : NULL;
+  return code_op (call, fl_user_pool_forgot_password, error);
 }
 
 static JsonNode *

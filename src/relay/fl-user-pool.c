@@ -2877,6 +2877,40 @@ set_internal (GError    **error,
   g_set_error (error, FL_AUTH_ERROR, FL_AUTH_ERROR_INTERNAL, "%s", what);
 }
 
+/* Called with db_lock held, after a transaction that used a code failed:
+ * a wrong code's attempt is kept (it counts towards the limit), anything
+ * else is undone. */
+static void
+db_end_failed_code_step (FlUserPool   *self,
+                         const GError *local)
+{
+  if (g_error_matches (local, FL_AUTH_ERROR, FL_AUTH_ERROR_CODE_MISMATCH))
+    db_exec (self->db, "COMMIT", NULL);
+  else
+    db_exec (self->db, "ROLLBACK", NULL);
+}
+
+/* The error of a failed code step: a refusal counts as a failed attempt
+ * for the throttle and goes to the caller as it is; anything else is an
+ * internal fault.  Takes local. */
+static void
+fail_code_step (FlUserPool *self,
+                const char *username,
+                const char *client_address,
+                GError     *local,
+                const char *what,
+                GError    **error)
+{
+  if (local->domain == FL_AUTH_ERROR && local->code != FL_AUTH_ERROR_INTERNAL)
+    {
+      throttle_record (self, username, client_address, FALSE);
+      g_propagate_error (error, local);
+      return;
+    }
+  set_internal (error, what, local);
+  g_error_free (local);
+}
+
 /* ------------------------------------------------------------------ */
 /* Sign-in state between calls                                         */
 
@@ -3234,25 +3268,12 @@ fl_user_pool_confirm_sign_up (FlUserPool *self,
        db_exec (self->db, "COMMIT", &local);
   if (!ok)
     {
-      /* a wrong code's count must stay */
-      if (local->domain == FL_AUTH_ERROR && local->code == FL_AUTH_ERROR_CODE_MISMATCH)
-        db_exec (self->db, "COMMIT", NULL);
-      else
-        db_exec (self->db, "ROLLBACK", NULL);
-    }
-  g_mutex_unlock (&self->db_lock);
-
-  if (!ok)
-    {
-      if (local->domain == FL_AUTH_ERROR && local->code != FL_AUTH_ERROR_INTERNAL)
-        {
-          throttle_record (self, username, client_address, FALSE);
-          g_propagate_error (error, g_steal_pointer (&local));
-        }
-      else
-        set_internal (error, "Confirmation failed", local);
+      db_end_failed_code_step (self, local);
+      g_mutex_unlock (&self->db_lock);
+      fail_code_step (self, username, client_address, g_steal_pointer (&local), "Confirmation failed", error);
       return FALSE;
     }
+  g_mutex_unlock (&self->db_lock);
   g_debug ("User %s confirmed", user->username);
   return TRUE;
 }
@@ -4031,24 +4052,12 @@ fl_user_pool_confirm_forgot_password (FlUserPool *self,
        db_exec (self->db, "COMMIT", &local);
   if (!ok)
     {
-      if (local->domain == FL_AUTH_ERROR && local->code == FL_AUTH_ERROR_CODE_MISMATCH)
-        db_exec (self->db, "COMMIT", NULL); /* the wrong attempt counts */
-      else
-        db_exec (self->db, "ROLLBACK", NULL);
-    }
-  g_mutex_unlock (&self->db_lock);
-
-  if (!ok)
-    {
-      if (local->domain == FL_AUTH_ERROR && local->code != FL_AUTH_ERROR_INTERNAL)
-        {
-          throttle_record (self, username, client_address, FALSE);
-          g_propagate_error (error, g_steal_pointer (&local));
-        }
-      else
-        set_internal (error, "Password reset failed", local);
+      db_end_failed_code_step (self, local);
+      g_mutex_unlock (&self->db_lock);
+      fail_code_step (self, username, client_address, g_steal_pointer (&local), "Password reset failed", error);
       return FALSE;
     }
+  g_mutex_unlock (&self->db_lock);
   g_debug ("User %s reset the password", user->username);
   return TRUE;
 }
