@@ -56,7 +56,9 @@
 #define BATCH_ROWS 2048          /* devices per build job */
 #define STAGED_SIZE 24           /* series id, t, v */
 #define TAG_SEPARATOR '\x1f'     /* a tag holding it round-trips as JSON */
-#define BUILDER_CACHE_SIZE 4096  /* parsed capabilities and tags per build job */
+#define BUILDER_CACHE_SIZE 4096  /* shared texts per build job */
+#define MAX_TAGS_PER_DEVICE 64   /* the core allows 32 */
+#define MAX_TAGS_TEXT      8192  /* … of 64 characters (UTF-8: ×4) */
 #define CACHE_SIZE "-8192"       /* SQLite's page cache, KiB: the events' working set */
 #define LOAD_CACHE_SIZE "-1024"  /* … while load_devices scans */
 
@@ -453,180 +455,118 @@ typedef struct
   double      alt;
 } DeviceRow;
 
-/* A reusable JSON object for the core's setters, and parsed capabilities. */
+/* What a build job shares between the devices it builds: one copy of each
+ * model, manufacturer, firmware, type and capabilities text. */
 typedef struct
 {
-  JsonObject *fields;       /* name, type, heartbeatTimeoutSec, tags, capabilities */
-  GHashTable *capabilities; /* JSON text → JsonNode */
-  GHashTable *tags;         /* joined tags → JsonNode */
+  GHashTable *shared; /* GRefString → itself */
 } Builder;
 
 static void
 builder_init (Builder *b)
 {
-  b->fields = json_object_new ();
-  b->capabilities = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) json_node_unref);
-  b->tags = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) json_node_unref);
+  b->shared = g_hash_table_new_full (g_str_hash, g_str_equal, (GDestroyNotify) g_ref_string_release, NULL);
 }
 
 static void
 builder_clear (Builder *b)
 {
-  g_clear_pointer (&b->fields, json_object_unref);
-  g_clear_pointer (&b->capabilities, g_hash_table_unref);
-  g_clear_pointer (&b->tags, g_hash_table_unref);
+  g_clear_pointer (&b->shared, g_hash_table_unref);
 }
 
-static void
-set_text_member (JsonObject *object,
-                 const char *name,
-                 const char *value)
+/* Returns (transfer none) the job's copy of text; the devices hold their
+ * own references, so the table may be emptied at any time. */
+static GRefString *
+builder_share (Builder    *b,
+               const char *text)
 {
-  if (value != NULL)
-    json_object_set_string_member (object, name, value);
-  else if (json_object_has_member (object, name))
-    json_object_remove_member (object, name);
-}
-
-/* Sets a member of b->fields to a parsed (or built) node shared by the
- * rows with the same text. */
-static gboolean
-builder_set_shared (Builder    *b,
-                    GHashTable *cache,
-                    const char *name,
-                    const char *text,
-                    JsonNode *(*make) (const char *text, GError **error),
-                    GError **error)
-{
-  JsonNode *node;
+  GRefString *shared;
 
   if (text == NULL)
+    return NULL;
+
+  shared = g_hash_table_lookup (b->shared, text);
+  if (shared == NULL)
     {
-      if (json_object_has_member (b->fields, name))
-        json_object_remove_member (b->fields, name);
-      return TRUE;
+      if (g_hash_table_size (b->shared) >= BUILDER_CACHE_SIZE)
+        g_hash_table_remove_all (b->shared);
+      shared = g_ref_string_new (text);
+      g_hash_table_add (b->shared, shared);
     }
 
-  node = g_hash_table_lookup (cache, text);
-  if (node == NULL)
-    {
-      node = make (text, error);
-      if (node == NULL)
-        return FALSE;
-      if (g_hash_table_size (cache) >= BUILDER_CACHE_SIZE)
-        g_hash_table_remove_all (cache);
-      g_hash_table_insert (cache, g_strdup (text), node);
-    }
-  /* fields holds a reference of its own */
-  if (json_object_get_member (b->fields, name) != node)
-    json_object_set_member (b->fields, name, json_node_ref (node));
-
-  return TRUE;
+  return shared;
 }
 
-static JsonNode *
-make_tags (const char *text,
-           GError    **error)
-{
-  JsonArray *array = json_array_new ();
-  JsonNode  *node = json_node_alloc ();
-
-  for (const char *start = text;;)
-    {
-      const char      *end = strchr (start, TAG_SEPARATOR);
-      g_autofree char *tag = g_strndup (start, end != NULL ? (gsize) (end - start) : strlen (start));
-
-      json_array_add_string_element (array, tag);
-      if (end == NULL)
-        break;
-      start = end + 1;
-    }
-  json_node_init_array (node, array);
-  json_array_unref (array);
-
-  return node;
-}
-
-/* Builds the device a row describes, through the core's own setters (and
- * so its validation). */
+/* Builds the device a row describes.  The columns were written from a
+ * device by row_from_device() and checked to rebuild it exactly (else the
+ * row has json), so they are taken as they are. */
 static FlDevice *
 builder_build (Builder         *b,
                const DeviceRow *row,
                GError         **error)
 {
-  g_autoptr (FlDevice) device = NULL;
-  g_autoptr (FlEvent)  readings = NULL;
-  FlEventField         fields[8];
-  FlDeviceStatus       status;
-  guint                n_fields = 0;
+  FlDeviceRecord record = { 0 };
+  const char    *tags[MAX_TAGS_PER_DEVICE + 1];
+  char           tags_text[MAX_TAGS_TEXT];
 
   if (row->json != NULL)
     return fl_device_deserialize (row->json, error);
 
-  if (!fl_device_status_from_string (row->status, &status))
+  if (!fl_device_status_from_string (row->status, &record.status))
     {
       g_set_error (error, FL_CACHE_ERROR, FL_CACHE_ERROR_CORRUPT, "Unknown device status “%s”", row->status);
       return NULL;
     }
 
-  device = fl_device_new (row->id);
-
-  /* What only a registration sets */
-  set_text_member (b->fields, "name", row->name);
-  set_text_member (b->fields, "type", row->type);
-  if (row->heartbeat != FL_DEVICE_DEFAULT_HEARTBEAT_TIMEOUT_SEC)
-    json_object_set_int_member (b->fields, "heartbeatTimeoutSec", row->heartbeat);
-  else if (json_object_has_member (b->fields, "heartbeatTimeoutSec"))
-    json_object_remove_member (b->fields, "heartbeatTimeoutSec");
-  if (!builder_set_shared (b, b->tags, "tags", row->tags, make_tags, error))
-    return NULL;
-  if (!builder_set_shared (b, b->capabilities, "capabilities", row->capabilities, json_from_string, error))
-    return NULL;
-  if (json_object_get_size (b->fields) > 0 && !fl_device_update_from_json (device, b->fields, TRUE, error))
-    return NULL;
-
-#define NUMBER(field_name, value)                                     \
-  G_STMT_START                                                        \
-  {                                                                   \
-    if (!isnan (value))                                               \
-      fields[n_fields++] = (FlEventField){ field_name, NULL, value }; \
-  }                                                                   \
-  G_STMT_END
-#define TEXT(field_name, value)                                    \
-  G_STMT_START                                                     \
-  {                                                                \
-    if ((value) != NULL)                                           \
-      fields[n_fields++] = (FlEventField){ field_name, value, 0 }; \
-  }                                                                \
-  G_STMT_END
-  /* What events set, as an event: the core's fast path, no JsonObject */
-  NUMBER ("battery", row->battery);
-  NUMBER ("rssi", row->rssi);
-  if (row->has_location)
+  /* tags: split a copy of the joined text in place */
+  if (row->tags != NULL)
     {
-      NUMBER ("lat", row->lat);
-      NUMBER ("lon", row->lon);
-      NUMBER ("alt", row->alt);
-    }
-  TEXT ("firmware", row->firmware);
-  TEXT ("model", row->model);
-  TEXT ("manufacturer", row->manufacturer);
-#undef NUMBER
-#undef TEXT
-  if (n_fields > 0)
-    {
-      readings = _fl_event_new_from_parts ("", 0, row->id, "status", "{}", 2, NULL, 0, fields, n_fields);
-      fl_device_apply_event (device, readings, 0);
+      gsize n = 0;
+
+      if (g_strlcpy (tags_text, row->tags, sizeof tags_text) >= sizeof tags_text)
+        {
+          g_set_error_literal (error, FL_CACHE_ERROR, FL_CACHE_ERROR_CORRUPT, "Tags too long");
+          return NULL;
+        }
+      for (char *start = tags_text;;)
+        {
+          char *end = strchr (start, TAG_SEPARATOR);
+
+          if (n == MAX_TAGS_PER_DEVICE)
+            {
+              g_set_error_literal (error, FL_CACHE_ERROR, FL_CACHE_ERROR_CORRUPT, "Too many tags");
+              return NULL;
+            }
+          tags[n++] = start;
+          if (end == NULL)
+            break;
+          *end = '\0';
+          start = end + 1;
+        }
+      tags[n] = NULL;
+      record.tags = tags;
     }
 
-  fl_device_set_status (device, status);
-  fl_device_set_last_seen (device, row->last_seen);
-  fl_device_set_created_at (device, row->created_at);
-  fl_device_set_updated_at (device, row->updated_at);
-  if (row->secret_hash != NULL)
-    fl_device_set_secret_hash (device, row->secret_hash);
+  record.device_id = row->id;
+  record.name = row->name;
+  record.device_type = builder_share (b, row->type);
+  record.model = builder_share (b, row->model);
+  record.manufacturer = builder_share (b, row->manufacturer);
+  record.firmware = builder_share (b, row->firmware);
+  record.capabilities = builder_share (b, row->capabilities);
+  record.secret_hash = row->secret_hash;
+  record.heartbeat_timeout = CLAMP (row->heartbeat, 0, G_MAXUINT);
+  record.has_location = row->has_location;
+  record.lat = row->lat;
+  record.lon = row->lon;
+  record.alt = row->alt;
+  record.battery = row->battery;
+  record.rssi = row->rssi;
+  record.last_seen = row->last_seen;
+  record.created_at = row->created_at;
+  record.updated_at = row->updated_at;
 
-  return g_steal_pointer (&device);
+  return fl_device_new_from_record (&record);
 }
 
 /* Fills row from a device the caller no longer shares. */

@@ -26,6 +26,40 @@ G_DECLARE_FINAL_TYPE (FlDevice, fl_device, FL, DEVICE, GObject)
 
 FlDevice       *fl_device_new                   (const char *device_id);
 
+/**
+ * FlDeviceRecord:
+ *
+ * A device's fields as a store keeps them, once they came from an
+ * FlDevice (and so were validated then).  The #GRefString fields are
+ * shared, not copied: a store loading a fleet passes one string for all
+ * the devices of one model, firmware or set of capabilities.
+ */
+typedef struct
+{
+  const char         *device_id;
+  const char         *name;           /* NULL: the id */
+  GRefString         *device_type;    /* NULL: none */
+  GRefString         *model;
+  GRefString         *manufacturer;
+  GRefString         *firmware;
+  GRefString         *capabilities;   /* a compact JSON object; NULL: {} */
+  const char *const  *tags;           /* NULL: none */
+  const char         *secret_hash;
+  FlDeviceStatus      status;
+  guint               heartbeat_timeout;
+  gboolean            has_location;
+  double              lat;
+  double              lon;
+  double              alt;
+  double              battery;        /* NAN: unknown */
+  double              rssi;           /* NAN: unknown */
+  gint64              last_seen;
+  gint64              created_at;
+  gint64              updated_at;
+} FlDeviceRecord;
+
+FlDevice       *fl_device_new_from_record       (const FlDeviceRecord *record);
+
 const char     *fl_device_get_device_id         (FlDevice *self);
 const char     *fl_device_get_name              (FlDevice *self);
 const char     *fl_device_get_device_type       (FlDevice *self);

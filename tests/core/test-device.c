@@ -157,6 +157,107 @@ test_device_ids (void)
   g_assert_false (fl_device_id_is_valid (long_id));
 }
 
+/* A store's record builds the device it was written from, sharing the
+ * refcounted texts rather than copying them. */
+static void
+test_record (void)
+{
+  g_autoptr (FlDevice)   source = fl_device_new ("dev-7");
+  g_autoptr (FlDevice)   built = NULL;
+  g_autoptr (FlDevice)   bare = NULL;
+  g_autoptr (JsonObject) body = object_from (
+      "{\"name\":\"Cold store\",\"type\":\"sensor\",\"model\":\"TH-2\",\"manufacturer\":\"Acme\","
+      "\"firmware\":\"1.4.2\",\"tags\":[\"site:oslo\",\"room:7\"],\"heartbeatTimeoutSec\":90,"
+      "\"capabilities\":{\"metrics\":[\"temperature\",\"humidity\"]},"
+      "\"location\":{\"lat\":59.9,\"lon\":10.7,\"alt\":12.5}}");
+  g_autoptr (GError)     error = NULL;
+  g_autofree char       *expected = NULL;
+  g_autofree char       *got = NULL;
+  g_autofree char       *bare_json = NULL;
+  GRefString            *type = g_ref_string_new ("sensor");
+  GRefString            *model = g_ref_string_new ("TH-2");
+  GRefString            *manufacturer = g_ref_string_new ("Acme");
+  GRefString            *firmware = g_ref_string_new ("1.4.2");
+  GRefString            *capabilities = g_ref_string_new ("{\"metrics\":[\"temperature\",\"humidity\"]}");
+  const char            *tags[] = { "site:oslo", "room:7", NULL };
+  FlDeviceRecord         record = {
+    .device_id = "dev-7",
+    .name = "Cold store",
+    .device_type = type,
+    .model = model,
+    .manufacturer = manufacturer,
+    .firmware = firmware,
+    .capabilities = capabilities,
+    .tags = tags,
+    .secret_hash = "ab12",
+    .status = FL_DEVICE_STATUS_MAINTENANCE,
+    .heartbeat_timeout = 90,
+    .has_location = TRUE,
+    .lat = 59.9,
+    .lon = 10.7,
+    .alt = 12.5,
+    .battery = 81,
+    .rssi = -67,
+    .last_seen = 1700000000123,
+    .created_at = 1690000000000,
+    .updated_at = 1695000000000,
+  };
+
+  g_assert_true (fl_device_update_from_json (source, body, TRUE, &error));
+  g_assert_no_error (error);
+  fl_device_set_status (source, FL_DEVICE_STATUS_MAINTENANCE);
+  fl_device_set_secret_hash (source, "ab12");
+  fl_device_set_last_seen (source, 1700000000123);
+  fl_device_set_created_at (source, 1690000000000);
+  fl_device_set_updated_at (source, 1695000000000);
+  {
+    g_autoptr (JsonObject) data = object_from ("{\"battery\":81,\"rssi\":-67}");
+
+    fl_device_apply_event_data (source, data, 0);
+  }
+  expected = fl_device_serialize (source);
+
+  built = fl_device_new_from_record (&record);
+  got = fl_device_serialize (built);
+  g_assert_cmpstr (got, ==, expected);
+
+  /* shared, not copied */
+  g_assert_true (fl_device_get_model (built) == model);
+  g_assert_true (fl_device_get_firmware (built) == firmware);
+  g_assert_true (fl_device_has_tag (built, "room:7"));
+  g_assert_false (fl_device_has_tag (built, "room"));
+  g_assert_cmpuint (g_strv_length ((GStrv) fl_device_get_tags (built)), ==, 2);
+  g_assert_true (json_object_has_member (fl_device_get_capabilities (built), "metrics"));
+
+  /* the caller's references are its own; the device keeps the texts */
+  g_ref_string_release (type);
+  g_ref_string_release (model);
+  g_ref_string_release (manufacturer);
+  g_ref_string_release (firmware);
+  g_ref_string_release (capabilities);
+  g_clear_pointer (&got, g_free);
+  got = fl_device_serialize (built);
+  g_assert_cmpstr (got, ==, expected);
+
+  /* a later change replaces a shared text without touching the others */
+  {
+    g_autoptr (JsonObject) data = object_from ("{\"firmware\":\"1.5.0\"}");
+
+    g_assert_true (fl_device_apply_event_data (built, data, 0));
+    g_assert_cmpstr (fl_device_get_firmware (built), ==, "1.5.0");
+    g_assert_cmpstr (fl_device_get_model (built), ==, "TH-2");
+  }
+
+  /* the least a record may hold: an id and a status */
+  bare = fl_device_new_from_record (&(FlDeviceRecord){ .device_id = "dev-8", .battery = NAN, .rssi = NAN });
+  bare_json = fl_device_serialize (bare);
+  g_assert_cmpstr (fl_device_get_name (bare), ==, "dev-8");
+  g_assert_cmpuint (fl_device_get_heartbeat_timeout (bare), ==, FL_DEVICE_DEFAULT_HEARTBEAT_TIMEOUT_SEC);
+  g_assert_cmpuint (json_object_get_size (fl_device_get_capabilities (bare)), ==, 0);
+  g_assert_nonnull (strstr (bare_json, "\"capabilities\":{},\"tags\":[]"));
+  g_assert_nonnull (strstr (bare_json, "\"battery\":null"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -169,6 +270,7 @@ main (int    argc,
   g_test_add_func ("/fieldline/device/status-updates", test_status_updates);
   g_test_add_func ("/fieldline/device/well-known-fields", test_well_known_fields);
   g_test_add_func ("/fieldline/device/ids", test_device_ids);
+  g_test_add_func ("/fieldline/device/record", test_record);
 
   return g_test_run ();
 }
