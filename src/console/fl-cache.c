@@ -87,6 +87,7 @@ typedef enum
   REQUEST_LIMITS,
   REQUEST_META,
   REQUEST_SAVE_DEVICES,
+  REQUEST_DELETE_DEVICES,
   REQUEST_ADD_EVENTS,
   REQUEST_LOAD_DEVICES,
   REQUEST_LOAD_EVENTS,
@@ -99,7 +100,7 @@ typedef struct
   RequestKind kind;
   GTask      *task;       /* NULL for CLOSE, LIMITS and META */
   gboolean    log_errors; /* no callback: nobody else sees an error */
-  GPtrArray  *items;      /* serialised devices (char *) or FlEvent */
+  GPtrArray  *items;      /* serialised devices or device ids (char *), or FlEvent */
   char       *path;
   char       *device_id;
   char       *metric;
@@ -129,6 +130,7 @@ request_is_write (const Request *req)
     case REQUEST_LIMITS:
     case REQUEST_META:
     case REQUEST_SAVE_DEVICES:
+    case REQUEST_DELETE_DEVICES:
     case REQUEST_ADD_EVENTS:
       return TRUE;
     case REQUEST_OPEN:
@@ -1928,6 +1930,67 @@ worker_load_events (Worker     *w,
   return g_steal_pointer (&events);
 }
 
+/* ---- deleting devices -------------------------------------------------- */
+
+/* Forgets a device's series in memory: pending points included (their
+ * staging rows stay until the next compaction drops them; recovery skips
+ * rows of series that are gone). */
+static void
+worker_forget_series (Worker     *w,
+                      const char *device)
+{
+  GHashTable    *metrics = g_hash_table_lookup (w->series, device);
+  GHashTableIter iter;
+  Series        *s;
+
+  if (metrics == NULL)
+    return;
+
+  g_hash_table_iter_init (&iter, metrics);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &s))
+    {
+      g_queue_remove (&w->compact_queue, s);
+      w->staged -= MIN (w->staged, s->pending->len);
+      g_hash_table_remove (w->series_by_id, &s->id);
+    }
+  g_hash_table_remove (w->series, device);
+}
+
+/* Removes devices (ids) with their events and telemetry. */
+static gboolean
+worker_delete_devices (Worker    *w,
+                       GPtrArray *ids,
+                       GError   **error)
+{
+  static const char *const statements[] = {
+    "DELETE FROM devices WHERE id = ?1",
+    "DELETE FROM events WHERE device = ?1",
+    "DELETE FROM chunks WHERE series IN (SELECT id FROM series WHERE device = ?1)",
+    "DELETE FROM series WHERE device = ?1",
+  };
+
+  for (guint i = 0; i < ids->len; i++)
+    {
+      const char *id = g_ptr_array_index (ids, i);
+
+      for (guint j = 0; j < G_N_ELEMENTS (statements); j++)
+        {
+          sqlite3_stmt *stmt = worker_stmt (w, statements[j], error);
+
+          if (stmt == NULL)
+            return FALSE;
+          sqlite3_bind_text (stmt, 1, id, -1, SQLITE_STATIC);
+          if (!step_done (w, stmt, "delete a device", error))
+            return FALSE;
+        }
+      /* on a failure the worker reloads all of this from the database */
+      worker_forget_series (w, id);
+      g_hash_table_remove (w->event_counts, id);
+    }
+
+  return TRUE;
+}
+
 /* ---- opening and closing ----------------------------------------------- */
 
 static const char *const migrations[] = {
@@ -2098,6 +2161,9 @@ worker_apply (Worker  *w,
     case REQUEST_SAVE_DEVICES:
       return worker_save_devices (w, req->items, error);
 
+    case REQUEST_DELETE_DEVICES:
+      return worker_delete_devices (w, req->items, error);
+
     case REQUEST_ADD_EVENTS:
       return worker_add_events (w, req->items, error);
 
@@ -2213,6 +2279,7 @@ worker_read (Worker  *w,
     case REQUEST_LIMITS:
     case REQUEST_META:
     case REQUEST_SAVE_DEVICES:
+    case REQUEST_DELETE_DEVICES:
     case REQUEST_ADD_EVENTS:
     default:
       g_assert_not_reached ();
@@ -2564,6 +2631,42 @@ fl_cache_save_devices_finish (FlCache      *self,
                               GError      **error)
 {
   return cache_propagate_boolean (self, result, fl_cache_save_devices_async, error);
+}
+
+/**
+ * fl_cache_delete_devices_async:
+ * @device_ids: (element-type utf8): the ids of the devices to remove
+ *
+ * Removes devices from the cache, with their events and telemetry: what
+ * the console does with devices the server no longer has.  Ids the cache
+ * does not hold are ignored.  Without a callback, errors are logged.
+ */
+void
+fl_cache_delete_devices_async (FlCache            *self,
+                               GPtrArray          *device_ids,
+                               GCancellable       *cancellable,
+                               GAsyncReadyCallback callback,
+                               gpointer            user_data)
+{
+  Request *req;
+
+  g_return_if_fail (FL_IS_CACHE (self));
+  g_return_if_fail (device_ids != NULL);
+
+  req = request_new (self, REQUEST_DELETE_DEVICES, cancellable, callback, user_data, fl_cache_delete_devices_async);
+  req->items = g_ptr_array_new_full (device_ids->len, g_free);
+  for (guint i = 0; i < device_ids->len; i++)
+    g_ptr_array_add (req->items, g_strdup (g_ptr_array_index (device_ids, i)));
+
+  cache_push (self, req);
+}
+
+gboolean
+fl_cache_delete_devices_finish (FlCache      *self,
+                                GAsyncResult *result,
+                                GError      **error)
+{
+  return cache_propagate_boolean (self, result, fl_cache_delete_devices_async, error);
 }
 
 void

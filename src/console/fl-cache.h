@@ -74,6 +74,16 @@ gboolean   fl_cache_save_devices_finish (FlCache       *self,
                                          GAsyncResult  *result,
                                          GError       **error);
 
+/* Removes devices (an array of ids) with their events and telemetry. */
+void       fl_cache_delete_devices_async  (FlCache             *self,
+                                           GPtrArray           *device_ids,
+                                           GCancellable        *cancellable,
+                                           GAsyncReadyCallback  callback,
+                                           gpointer             user_data);
+gboolean   fl_cache_delete_devices_finish (FlCache       *self,
+                                           GAsyncResult  *result,
+                                           GError       **error);
+
 /* Adds events (an array of FlEvent, as the relay sends them; an event
  * already cached, same source, timestamp and id, is skipped).  Each
  * device keeps its newest max_events_per_device events, and every numeric

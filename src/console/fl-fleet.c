@@ -1153,6 +1153,18 @@ save_cb (GObject      *source,
     g_warning ("Could not save devices to the cache: %s", error->message);
 }
 
+static void
+delete_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!fl_cache_delete_devices_finish (FL_CACHE (source), result, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_warning ("Could not remove devices from the cache: %s", error->message);
+}
+
 /* Saving serializes each device on the main thread (~5 µs): under a
  * heavy stream nearly every device is dirty, so saves go out in chunks
  * from a low-priority idle, never 100,000 in one frame. */
@@ -1488,6 +1500,17 @@ sync_finish (FlFleet *self)
       Changes c = { NULL, NULL, NULL, removed };
 
       g_debug ("%u cached devices are not on the server any more", g_hash_table_size (removed));
+      if (self->cache != NULL)
+        {
+          g_autoptr (GPtrArray) ids = g_ptr_array_new_full (g_hash_table_size (removed), g_free);
+          GHashTableIter        iter;
+          gpointer              device;
+
+          g_hash_table_iter_init (&iter, removed);
+          while (g_hash_table_iter_next (&iter, &device, NULL))
+            g_ptr_array_add (ids, g_strdup (fl_device_get_device_id (device)));
+          fl_cache_delete_devices_async (self->cache, ids, NULL, delete_cb, NULL);
+        }
       apply_changes (self, &c);
     }
 

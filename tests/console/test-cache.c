@@ -756,6 +756,84 @@ test_points_after_crash (void)
   g_assert_cmpfloat (g_array_index (points, FlPoint, 299).v, ==, 299);
 }
 
+static void
+delete_devices (FlCache           *cache,
+                const char *const *ids)
+{
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GError)       error = NULL;
+  g_autoptr (GPtrArray)    array = g_ptr_array_new ();
+
+  for (guint i = 0; ids[i] != NULL; i++)
+    g_ptr_array_add (array, (gpointer) ids[i]);
+  fl_cache_delete_devices_async (cache, array, NULL, result_cb, &result);
+  g_assert_true (fl_cache_delete_devices_finish (cache, wait_for (&result), &error));
+  g_assert_no_error (error);
+}
+
+/* Devices gone from the server go from the cache with their history; a
+ * device of the same id coming back starts afresh, across a reopen too
+ * (the staged points of the old one are not recovered). */
+static void
+test_delete_devices (void)
+{
+  g_autofree char      *path = test_path ();
+  g_autoptr (FlCache)   cache = open_cache (path, NULL);
+  g_autoptr (GPtrArray) devices = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr (GPtrArray) loaded = NULL;
+  g_autoptr (GPtrArray) events_a = numbered_events ("dev-a", 0, 300, 0);
+  g_autoptr (GPtrArray) events_b = numbered_events ("dev-b", 0, 300, 0);
+  g_autoptr (GPtrArray) again_b = numbered_events ("dev-b", 1000, 10, 0);
+  const char           *gone[] = { "dev-b", "dev-unknown", NULL };
+
+  g_ptr_array_add (devices, make_device ("dev-a", NULL));
+  g_ptr_array_add (devices, make_device ("dev-b", NULL));
+  g_ptr_array_add (devices, make_device ("dev-c", NULL));
+  save_devices (cache, devices);
+  add_events (cache, events_a);
+  add_events (cache, events_b);
+
+  delete_devices (cache, gone);
+
+  loaded = load_devices (cache);
+  g_assert_cmpuint (loaded->len, ==, 2);
+  g_assert_cmpstr (fl_device_get_device_id (g_ptr_array_index (loaded, 0)), ==, "dev-a");
+  g_assert_cmpstr (fl_device_get_device_id (g_ptr_array_index (loaded, 1)), ==, "dev-c");
+  {
+    g_autoptr (GPtrArray) events = load_events (cache, "dev-b", 0);
+    g_autoptr (GArray)    points = load_points (cache, "dev-b", "value", 0, G_MAXINT64);
+    g_auto (GStrv)        metrics = list_metrics (cache, "dev-b");
+    g_autoptr (GArray)    kept = load_points (cache, "dev-a", "value", 0, G_MAXINT64);
+
+    g_assert_cmpuint (events->len, ==, 0);
+    g_assert_cmpuint (points->len, ==, 0);
+    g_assert_cmpuint (g_strv_length (metrics), ==, 0);
+    g_assert_cmpuint (kept->len, ==, 300);
+  }
+
+  /* it comes back: only what came since */
+  add_events (cache, again_b);
+  {
+    g_autoptr (GArray) points = load_points (cache, "dev-b", "value", 0, G_MAXINT64);
+
+    g_assert_cmpuint (points->len, ==, 10);
+    g_assert_cmpfloat (g_array_index (points, FlPoint, 0).v, ==, 1000);
+  }
+
+  fl_cache_close (cache);
+  g_clear_object (&cache);
+  cache = open_cache (path, NULL);
+  {
+    g_autoptr (GArray)    points = load_points (cache, "dev-b", "value", 0, G_MAXINT64);
+    g_autoptr (GArray)    kept = load_points (cache, "dev-a", "value", 0, G_MAXINT64);
+    g_autoptr (GPtrArray) events = load_events (cache, "dev-b", 0);
+
+    g_assert_cmpuint (points->len, ==, 10);
+    g_assert_cmpuint (kept->len, ==, 300);
+    g_assert_cmpuint (events->len, ==, 10);
+  }
+}
+
 static gint64
 query_int (sqlite3    *db,
            const char *sql,
@@ -1271,6 +1349,7 @@ main (int   argc,
   g_test_add_func ("/fieldline/cache/points-compaction", test_points_compaction);
   g_test_add_func ("/fieldline/cache/points-after-crash", test_points_after_crash);
   g_test_add_func ("/fieldline/cache/points-crash-while-compacting", test_points_crash_while_compacting);
+  g_test_add_func ("/fieldline/cache/delete-devices", test_delete_devices);
   g_test_add_func ("/fieldline/cache/reopen", test_reopen);
   g_test_add_func ("/fieldline/cache/bad-files", test_bad_files);
   g_test_add_func ("/fieldline/cache/cancel", test_cancel);
