@@ -94,6 +94,7 @@ struct _FlSim
   guint          flush_timeout_ms;
   guint          heartbeat_sec;
   guint          keepalive_sec;
+  guint          backfill_sec;
 
   FlClient  *client;
   GRand     *rand;
@@ -806,6 +807,36 @@ tick_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
+/* History first: each device's last backfill_sec seconds at its share of
+ * the rate (at most half its queue, spread wider when the rate asks for
+ * more), so that a new lab has charts and events to show at once.  The
+ * first event of each is its power-on status. */
+static void
+backfill (FlSim *self,
+          gint64 now_ms)
+{
+  gint64 span_ms = (gint64) self->backfill_sec * 1000;
+  double per_device = MAX (self->rate, 1.0) / self->devices->len;
+  guint  n = (guint) MIN (self->backfill_sec * per_device, self->max_queue / 2.0);
+  gint64 step_ms;
+
+  if (n == 0)
+    return;
+  step_ms = MAX (span_ms / n, 1);
+
+  for (guint i = 0; i < self->devices->len; i++)
+    {
+      SimDevice *device = g_ptr_array_index (self->devices, i);
+      /* devices do not all speak on the same millisecond */
+      gint64     offset = g_rand_int_range (self->rand, 0, (gint32) MIN (step_ms, G_MAXINT32));
+
+      for (guint k = 0; k < n; k++)
+        enqueue (device, fl_sim_model_next_event (device->model, now_ms - span_ms + (gint64) k * step_ms + offset,
+                                                  self->rand));
+    }
+  g_debug ("Backfilling %u s: %u events from each device", self->backfill_sec, n);
+}
+
 static void
 start_streaming (FlSim *self)
 {
@@ -834,7 +865,10 @@ start_streaming (FlSim *self)
       device->next_episode = now + random_us (self, 10, 90);
     }
 
-  /* everything powers on: each device says what it is */
+  /* everything powers on: each device says what it is (after its
+   * history, if asked for) */
+  if (self->backfill_sec > 0)
+    backfill (self, now_ms - 1000);
   for (guint i = 0; i < self->devices->len; i++)
     {
       SimDevice *device = g_ptr_array_index (self->devices, i);
@@ -1490,6 +1524,12 @@ fl_sim_new (const FlSimOptions *options,
                    "The rate must be 0 to 1000000 events per second, not %g", options->rate);
       return NULL;
     }
+  if (options->backfill_sec > 7 * 24 * 3600)
+    {
+      g_set_error (error, FL_SIM_ERROR, FL_SIM_ERROR_INVALID_OPTION,
+                   "The backfill must be at most a week (604800 s), not %u s", options->backfill_sec);
+      return NULL;
+    }
   if (!(options->flaky_fraction >= 0 && options->flaky_fraction <= 1))
     {
       g_set_error (error, FL_SIM_ERROR, FL_SIM_ERROR_INVALID_OPTION,
@@ -1527,6 +1567,7 @@ fl_sim_new (const FlSimOptions *options,
   self->flush_timeout_ms = DEFAULT (options->flush_timeout_ms, 15000);
   self->heartbeat_sec = DEFAULT (options->heartbeat_sec, 30);
   self->keepalive_sec = DEFAULT (options->keepalive_sec, FL_DEVICE_CHANNEL_DEFAULT_KEEPALIVE_SEC);
+  self->backfill_sec = options->backfill_sec;
 
   for (guint i = 0; i < self->n_devices; i++)
     {

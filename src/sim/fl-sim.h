@@ -50,6 +50,7 @@ typedef struct {
   guint           flush_timeout_ms;   /* how long a stop waits for acks; 15000 */
   guint           heartbeat_sec;      /* 30 */
   guint           keepalive_sec;      /* device channel pings; 20 */
+  guint           backfill_sec;       /* history sent before streaming; 0: none */
 } FlSimOptions;
 
 typedef struct {

@@ -139,6 +139,7 @@ main (int    argc,
   double                     flaky_fraction = 0;
   int                        http_connections = 4;
   int                        stats_interval = 5;
+  int                        backfill = 0;
   FlSimOptions               options = { 0 };
   App                        app = { 0 };
   guint                      stats_id;
@@ -156,6 +157,7 @@ main (int    argc,
             { "duration", 'd', 0, G_OPTION_ARG_DOUBLE, &duration, N_ ("Stop after this many seconds (run until interrupted)"), "SEC" },
             { "flaky-fraction", 'f', 0, G_OPTION_ARG_DOUBLE, &flaky_fraction, N_ ("Part of the devices that drop off now and then (0)"), "F" },
             { "http-connections", 0, 0, G_OPTION_ARG_INT, &http_connections, N_ ("Keep-alive HTTP connections (4)"), "N" },
+            { "backfill", 'b', 0, G_OPTION_ARG_INT, &backfill, N_ ("First send this many seconds of history from every device (0)"), "SEC" },
             { "stats-interval", 0, 0, G_OPTION_ARG_INT, &stats_interval, N_ ("Seconds between lines of statistics (5; 0 for none)"), "SEC" },
             { "version", 0, 0, G_OPTION_ARG_NONE, &version, N_ ("Show the version"), NULL },
             { NULL }
@@ -189,9 +191,14 @@ main (int    argc,
       g_printerr ("fieldline-sim: --connect URL is needed (see --help)\n");
       return EXIT_FAILURE;
     }
-  if (devices < 1 || http_connections < 1 || stats_interval < 0 || duration < 0)
+  if (devices < 1 || http_connections < 1)
     {
       g_printerr ("fieldline-sim: --devices and --http-connections must be at least 1\n");
+      return EXIT_FAILURE;
+    }
+  if (stats_interval < 0 || duration < 0 || backfill < 0)
+    {
+      g_printerr ("fieldline-sim: --stats-interval, --duration and --backfill cannot be negative\n");
       return EXIT_FAILURE;
     }
 
@@ -204,6 +211,7 @@ main (int    argc,
   options.state_file = state_file;
   options.flaky_fraction = flaky_fraction;
   options.http_connections = (guint) http_connections;
+  options.backfill_sec = (guint) backfill;
 
   if (transport == NULL || g_str_equal (transport, "ws") || g_str_equal (transport, "websocket"))
     options.transport = FL_SIM_TRANSPORT_WEBSOCKET;

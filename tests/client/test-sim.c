@@ -429,6 +429,53 @@ test_stream (Fixture      *fixture,
     g_assert_nonnull (state_secret (devices, ids[i]));
 }
 
+/* --backfill: each device first sends its last ten minutes, oldest first
+ * and starting with its power-on status, then streams live. */
+static void
+test_backfill (Fixture      *fixture,
+               gconstpointer data)
+{
+  g_autofree char   *path = state_path (fixture, "state.json");
+  FlSimOptions       options = default_options (fixture, path, FL_SIM_TRANSPORT_WEBSOCKET);
+  gint64             started_ms = g_get_real_time () / 1000;
+  g_autoptr (SimRun) run = NULL;
+  g_auto (GStrv)     ids = NULL;
+
+  options.rate = 5;            /* 1 event/s per device: 600 each */
+  options.backfill_sec = 600;
+  run = sim_run_start (&options, NULL);
+  wait_acked (run, 5 * 600);
+  sim_run_stop (run);
+  check_stopped_clean (run);
+
+  ids = fl_sim_dup_device_ids (run->sim);
+  for (guint d = 0; ids[d] != NULL; d++)
+    {
+      g_autoptr (GPtrArray) events = fetch_events (fixture->admin, ids[d]);
+      FlEvent              *oldest = NULL;
+      guint                 n_past = 0, n_status = 0;
+
+      for (guint i = 0; i < events->len; i++)
+        {
+          FlEvent *event = g_ptr_array_index (events, i);
+          gint64   ts = fl_event_get_timestamp (event);
+
+          g_assert_cmpint (ts, >=, started_ms - 601 * 1000);
+          if (ts < started_ms - 1000)
+            n_past++;
+          if (oldest == NULL || ts < fl_event_get_timestamp (oldest))
+            oldest = event;
+          n_status += g_str_equal (fl_event_get_event_type (event), "status");
+        }
+      /* history over the whole span, then the live stream */
+      g_assert_cmpuint (n_past, >=, 595);
+      g_assert_cmpuint (events->len, >, n_past);
+      g_assert_cmpint (fl_event_get_timestamp (oldest), <, started_ms - 590 * 1000);
+      g_assert_cmpstr (fl_event_get_event_type (oldest), ==, "status");
+      g_assert_cmpuint (n_status, ==, 1);
+    }
+}
+
 /* A restarted sim reuses its devices; one without its state gets new
  * secrets for the devices that exist. */
 static void
@@ -631,6 +678,12 @@ test_bad_options (void)
   g_clear_error (&error);
 
   options.flaky_fraction = 0;
+  options.backfill_sec = 8 * 24 * 3600;
+  g_assert_null (fl_sim_new (&options, &error));
+  g_assert_error (error, FL_SIM_ERROR, FL_SIM_ERROR_INVALID_OPTION);
+  g_clear_error (&error);
+
+  options.backfill_sec = 0;
   options.prefix = "bad prefix/";
   g_assert_null (fl_sim_new (&options, &error));
   g_assert_error (error, FL_SIM_ERROR, FL_SIM_ERROR_INVALID_OPTION);
@@ -655,6 +708,8 @@ main (int    argc,
   g_test_add ("/fieldline/sim/stream-http", Fixture,
               GINT_TO_POINTER (FL_SIM_TRANSPORT_HTTP),
               fixture_setup, test_stream, fixture_teardown);
+  g_test_add ("/fieldline/sim/backfill", Fixture, NULL,
+              fixture_setup, test_backfill, fixture_teardown);
   g_test_add ("/fieldline/sim/state-reuse", Fixture, NULL,
               fixture_setup, test_state_reuse, fixture_teardown);
   g_test_add ("/fieldline/sim/relay-restart-websocket", Fixture,
