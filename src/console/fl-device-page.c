@@ -4,8 +4,10 @@
  * chart.  A chart gets the cache's points of the last CACHED_SPAN_MS at
  * once and the stream's points as they come (follow mode).  When its
  * range reaches before what was loaded, the cache is asked for the
- * longer range and, when the cache does not reach back that far, the
- * server for buckets of the whole range; both are debounced.
+ * longer range (debounced).  Where the cache's points start later than
+ * the range (a first sign-in, a long time away), the server is asked for
+ * buckets of the part they miss; for ranges longer than the cache keeps,
+ * for buckets of the whole range.
  */
 #define G_LOG_DOMAIN "fl-device-page"
 
@@ -79,6 +81,7 @@ struct _Metric
   guint         range_source;
   gint64        want_from, want_to;
   gint64        buckets_from, buckets_to;
+  guint         buckets_asked; /* requests made: only the last one's reply counts */
 };
 
 G_DEFINE_FINAL_TYPE (FlDevicePage, fl_device_page, GTK_TYPE_WIDGET)
@@ -122,6 +125,7 @@ static const struct {
   { "alt", N_("Altitude"), "m" },
   { "lat", N_("Latitude"), "°" },
   { "lon", N_("Longitude"), "°" },
+  { "uptime", N_("Uptime"), "s" },
 };
 
 const char *
@@ -341,6 +345,9 @@ update_details (FlDevicePage *self)
 
 static void metric_load_points (Metric *m,
                                 gint64  from);
+static void metric_fetch_buckets (Metric *m,
+                                  gint64  from,
+                                  gint64  to);
 
 typedef struct
 {
@@ -348,6 +355,7 @@ typedef struct
   char         *metric;
   gint64        from;
   gint64        to;
+  guint         serial;
 } Request;
 
 static void
@@ -423,6 +431,18 @@ points_loaded_cb (GObject      *source,
 
   fl_chart_set_points (m->chart, m->series, points);
 
+  /* The cache holds what the console saw: on a first sign-in, or after a
+   * long time away, it starts later than the range.  The server has the
+   * rest, as buckets. */
+  {
+    gint64 range_from, range_to;
+    gint64 cached_from = points->len > 0 ? g_array_index (points, FlPoint, 0).t : g_get_real_time () / 1000;
+
+    fl_chart_get_range (m->chart, &range_from, &range_to);
+    if (cached_from - range_from > (range_to - range_from) / 100)
+      metric_fetch_buckets (m, range_from, cached_from);
+  }
+
   /* What the stream brought while the cache was read, and the cache did
    * not have yet. */
   for (guint i = 0; i < m->pending->len; i++)
@@ -472,7 +492,7 @@ buckets_cb (GObject      *source,
     return;
 
   m = g_hash_table_lookup (request->self->metrics, request->metric);
-  if (m == NULL || m->chart == NULL)
+  if (m == NULL || m->chart == NULL || request->serial != m->buckets_asked)
     return;
 
   if (reply == NULL)
@@ -545,6 +565,7 @@ metric_fetch_buckets (Metric *m,
   g_autofree char *device = NULL;
   g_autofree char *metric = NULL;
   g_autofree char *path = NULL;
+  Request *request;
   int points;
 
   if (client == NULL || self->device == NULL || !fl_client_is_signed_in (client))
@@ -557,7 +578,9 @@ metric_fetch_buckets (Metric *m,
   metric = g_uri_escape_string (m->name, NULL, FALSE);
   path = g_strdup_printf ("/devices/%s/telemetry?metric=%s&from=%" G_GINT64_FORMAT "&to=%" G_GINT64_FORMAT "&points=%d",
                           device, metric, from, to, points);
-  fl_client_call_async (client, "GET", path, NULL, self->cancellable, buckets_cb, request_new (m, from, to));
+  request = request_new (m, from, to);
+  request->serial = ++m->buckets_asked;
+  fl_client_call_async (client, "GET", path, NULL, self->cancellable, buckets_cb, request);
 }
 
 static gboolean
@@ -567,12 +590,11 @@ range_timeout_cb (gpointer user_data)
 
   m->range_source = 0;
 
-  /* A longer range than loaded: the cache first... */
+  /* A longer range than loaded: the cache, whose reply asks the server
+   * for what it lacks; otherwise, for a long range, the server. */
   if (m->want_from < m->loaded_from && !m->loading)
     metric_load_points (m, m->want_from);
-
-  /* ...and the server's buckets beyond what the cache can hold. */
-  if (m->want_to - m->want_from > CACHED_SPAN_MS || m->want_from < g_get_real_time () / 1000 - CACHED_SPAN_MS)
+  else if (m->want_to - m->want_from > CACHED_SPAN_MS || m->want_from < g_get_real_time () / 1000 - CACHED_SPAN_MS)
     metric_fetch_buckets (m, m->want_from, m->want_to);
 
   return G_SOURCE_REMOVE;

@@ -1015,6 +1015,7 @@ test_offline_cache (void)
 /* ---- against a relay -------------------------------------------------------- */
 
 #define LIVE_DEVICE "live-01"
+#define HISTORY_EVENTS 20
 
 typedef struct
 {
@@ -1146,6 +1147,21 @@ live_setup (Live *live)
                                   "{\"deviceId\": \"" LIVE_DEVICE "\", \"name\": \"Live One\", \"model\": \"TH-1\","
                                   " \"manufacturer\": \"Acme\", \"tags\": [\"site:lab\"],"
                                   " \"capabilities\": {\"metrics\": [\"temperature\"]}}");
+  /* with a history the console never saw: 20 events half an hour ago */
+  {
+    g_autoptr (GPtrArray) history = g_ptr_array_new_with_free_func ((GDestroyNotify) fl_event_unref);
+    gint64                t0 = g_get_real_time () / 1000 - 30 * 60 * 1000;
+
+    for (guint i = 0; i < HISTORY_EVENTS; i++)
+      {
+        g_autofree char *id = g_uuid_string_random ();
+
+        g_ptr_array_add (history, event_new (id, 0, t0 + i * 1000, LIVE_DEVICE, "{\"temperature\": 18.5}"));
+      }
+    live->in_flight++;
+    fl_client_ingest_async (live->admin, LIVE_DEVICE, live->secret, history, NULL, ingest_cb, live);
+    WAIT_UNTIL (live->in_flight == 0);
+  }
   for (guint i = 0; i < 39; i++)
     {
       g_autofree char *json = g_strdup_printf ("{\"deviceId\": \"srv-%02u\", \"name\": \"Server %02u\","
@@ -1296,8 +1312,10 @@ test_relay (void)
   cached_events = cache_load_events (live.cache, LIVE_DEVICE);
   g_assert_cmpuint (cached_events->len, ==, 5);
 
-  /* The chart has the live points; zoomed out beyond what the cache
-   * keeps (a week), it gets the server's buckets for the range. */
+  /* The chart has the live points, and the server's buckets for the
+   * part of its hour the cache does not reach back to (the history);
+   * zoomed out to a week, the cache's points and the server's buckets
+   * for the rest of the week. */
   {
     FlChart *chart = fl_device_page_get_chart (device_page, "temperature");
     FlChartSeries *series = g_ptr_array_index (chart->series, 0);
@@ -1305,13 +1323,21 @@ test_relay (void)
     guint counted = 0;
 
     WAIT_UNTIL (series->points != NULL && series->points->len >= 5);
-    g_assert_cmpuint (series->n_buckets, ==, 0);
-    fl_chart_set_range (chart, now - 7 * 86400000LL, now);
     WAIT_UNTIL (series->n_buckets > 0);
     for (guint i = 0; i < series->n_buckets; i++)
       counted += series->buckets[i].n;
-    g_assert_cmpuint (counted, ==, 5);
-    g_assert_cmpint (series->buckets_from, <=, now - 7 * 86400000LL);
+    /* (the live points too, when the cache had not stored them yet) */
+    g_assert_cmpuint (counted, >=, HISTORY_EVENTS);
+    g_assert_cmpuint (counted, <=, HISTORY_EVENTS + 5);
+    g_assert_cmpint (series->buckets_from, >=, now - 3600 * 1000 - 60 * 1000);
+
+    fl_chart_set_range (chart, now - 7 * 86400000LL, now);
+    WAIT_UNTIL (series->buckets_from <= now - 7 * 86400000LL);
+    counted = 0;
+    for (guint i = 0; i < series->n_buckets; i++)
+      counted += series->buckets[i].n;
+    /* the history, up to where the cache's points start */
+    g_assert_cmpuint (counted, ==, HISTORY_EVENTS);
   }
 
   /* The relay goes away: offline, the cache stays; it comes back and
