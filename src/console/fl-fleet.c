@@ -1141,30 +1141,6 @@ fl_fleet_merge_devices (FlFleet   *self,
 
 /* ---- the cache --------------------------------------------------------- */
 
-static void
-save_cb (GObject      *source,
-         GAsyncResult *result,
-         gpointer      user_data)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (!fl_cache_save_devices_finish (FL_CACHE (source), result, &error) &&
-      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    g_warning ("Could not save devices to the cache: %s", error->message);
-}
-
-static void
-delete_cb (GObject      *source,
-           GAsyncResult *result,
-           gpointer      user_data)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (!fl_cache_delete_devices_finish (FL_CACHE (source), result, &error) &&
-      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    g_warning ("Could not remove devices from the cache: %s", error->message);
-}
-
 /* Saving serializes each device on the main thread (~5 µs): under a
  * heavy stream nearly every device is dirty, so saves go out in chunks
  * from a low-priority idle, never 100,000 in one frame. */
@@ -1190,7 +1166,7 @@ save_chunk_cb (gpointer user_data)
       g_hash_table_iter_remove (&iter);
     }
 
-  fl_cache_save_devices_async (self->cache, chunk, NULL, save_cb, NULL);
+  fl_cache_save_devices_async (self->cache, chunk, NULL, NULL, NULL); /* errors are logged */
 
   return G_SOURCE_CONTINUE;
 }
@@ -1233,7 +1209,7 @@ save_now (FlFleet *self)
     g_ptr_array_add (devices, g_object_ref (device));
   g_hash_table_remove_all (self->dirty);
 
-  fl_cache_save_devices_async (self->cache, devices, NULL, save_cb, NULL);
+  fl_cache_save_devices_async (self->cache, devices, NULL, NULL, NULL);
 }
 
 /* Soon, in chunks: after a sync. */
@@ -1509,7 +1485,7 @@ sync_finish (FlFleet *self)
           g_hash_table_iter_init (&iter, removed);
           while (g_hash_table_iter_next (&iter, &device, NULL))
             g_ptr_array_add (ids, g_strdup (fl_device_get_device_id (device)));
-          fl_cache_delete_devices_async (self->cache, ids, NULL, delete_cb, NULL);
+          fl_cache_delete_devices_async (self->cache, ids, NULL, NULL, NULL);
         }
       apply_changes (self, &c);
     }
