@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "fl-device-page.h"
+#include "fl-a11y.h"
 
 #define CACHED_SPAN_MS   (G_GINT64_CONSTANT (24) * 3600 * 1000)
 #define RANGE_DEBOUNCE   300
@@ -1106,4 +1107,5 @@ fl_device_page_init (FlDevicePage *self)
 
   g_type_ensure (FL_TYPE_CHART);
   gtk_widget_init_template (GTK_WIDGET (self));
+  fl_a11y_name_inner_buttons (GTK_WIDGET (self->range_dropdown), _("Chart range"));
 }

@@ -17,6 +17,7 @@
 #include "fl-fleet-filter-model.h"
 #include "fl-device-row.h"
 #include "fl-devices-page.h"
+#include "fl-a11y.h"
 
 #define LAST_SEEN_REFRESH 30
 
@@ -971,6 +972,9 @@ fl_devices_page_init (FlDevicesPage *self)
 
   g_type_ensure (FL_TYPE_FLEET_FILTER);
   gtk_widget_init_template (GTK_WIDGET (self));
+  /* the names the .ui gives the dropdowns, for the buttons keyboard focus lands on */
+  fl_a11y_name_inner_buttons (GTK_WIDGET (self->status_dropdown), _("Status filter"));
+  fl_a11y_name_inner_buttons (GTK_WIDGET (self->tag_dropdown), _("Tag filter"));
 
   self->filter = fl_fleet_filter_new ();
   /* The fleet's own name order (a GtkSortListModel took 200 ms to sort

@@ -10,6 +10,7 @@
 
 #include "fl-cognito-client.h"
 #include "fl-sign-in-page.h"
+#include "fl-a11y.h"
 #include "fl-token-store.h"
 
 struct _FlSignInPage
@@ -1827,6 +1828,17 @@ fl_sign_in_page_init (FlSignInPage *self)
   self->cancellable = g_cancellable_new ();
 
   gtk_widget_init_template (GTK_WIDGET (self));
+
+  {
+    AdwEntryRow *password_rows[] = {
+      self->password_row, self->new_password_row, self->new_password_confirm_row,
+      self->sign_up_password_row, self->reset_password_row,
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (password_rows); i++)
+      /* Translators: the accessible name of the eye button of a password field */
+      fl_a11y_name_inner_buttons (GTK_WIDGET (password_rows[i]), _("Show Password"));
+  }
 
   g_signal_connect_object (self->profile_row, "notify::selected-item", G_CALLBACK (selected_profile_cb),
                            self, G_CONNECT_SWAPPED);
