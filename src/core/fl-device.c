@@ -231,7 +231,7 @@ fl_device_new_from_record (const FlDeviceRecord *record)
     {
       self->lat = record->lat;
       self->lon = record->lon;
-      self->alt = record->alt;
+      self->alt = isnan (record->alt) ? 0 : record->alt; /* as fl_device_deserialize() */
     }
   self->battery = record->battery;
   self->rssi = record->rssi;
