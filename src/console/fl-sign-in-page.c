@@ -1545,88 +1545,58 @@ back_action (GtkWidget  *widget,
 /* ---- template callbacks ----------------------------------------------- */
 
 static void
-username_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_grab_focus (GTK_WIDGET (self->password_row));
-}
-
-static void
-password_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.sign-in", NULL);
-}
-
-static void
 form_changed_cb (FlSignInPage *self)
 {
   row_set_invalid (self->username_row, FALSE);
   row_set_invalid (self->password_row, FALSE);
 }
 
+/* Enter in a field: on to the next field, or, from a form's last one,
+ * the form's action (see set_up_enter_keys()). */
 static void
-new_password_activated_cb (FlSignInPage *self)
+entry_activated_cb (AdwEntryRow  *row,
+                    FlSignInPage *self)
 {
-  gtk_widget_grab_focus (GTK_WIDGET (self->new_password_confirm_row));
+  GtkWidget  *next = g_object_get_data (G_OBJECT (row), "fl-next-row");
+  const char *action = g_object_get_data (G_OBJECT (row), "fl-action");
+
+  if (next != NULL)
+    gtk_widget_grab_focus (next);
+  else
+    gtk_widget_activate_action (GTK_WIDGET (self), action, NULL);
 }
 
 static void
-new_password_confirm_activated_cb (FlSignInPage *self)
+set_up_enter_keys (FlSignInPage *self)
 {
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.new-password", NULL);
-}
+  const struct
+  {
+    AdwEntryRow *row;
+    AdwEntryRow *next;
+    const char  *action;
+  } keys[] = {
+    { self->username_row, self->password_row, NULL },
+    { self->password_row, NULL, "sign-in.sign-in" },
+    { self->new_password_row, self->new_password_confirm_row, NULL },
+    { self->new_password_confirm_row, NULL, "sign-in.new-password" },
+    { self->sign_up_username_row, self->sign_up_email_row, NULL },
+    { self->sign_up_email_row, self->sign_up_password_row, NULL },
+    { self->sign_up_password_row, NULL, "sign-in.sign-up" },
+    { self->confirm_username_row, self->confirm_code_row, NULL },
+    { self->confirm_code_row, NULL, "sign-in.confirm" },
+    { self->forgot_username_row, NULL, "sign-in.forgot-password" },
+    { self->reset_code_row, self->reset_password_row, NULL },
+    { self->reset_password_row, NULL, "sign-in.reset-password" },
+    { self->lab_url_row, NULL, "sign-in.save-profile" },
+    { self->cloud_websocket_row, NULL, "sign-in.save-profile" },
+  };
 
-static void
-sign_up_username_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_grab_focus (GTK_WIDGET (self->sign_up_email_row));
-}
-
-static void
-sign_up_email_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_grab_focus (GTK_WIDGET (self->sign_up_password_row));
-}
-
-static void
-sign_up_password_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.sign-up", NULL);
-}
-
-static void
-confirm_username_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_grab_focus (GTK_WIDGET (self->confirm_code_row));
-}
-
-static void
-confirm_code_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.confirm", NULL);
-}
-
-static void
-forgot_username_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.forgot-password", NULL);
-}
-
-static void
-reset_code_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_grab_focus (GTK_WIDGET (self->reset_password_row));
-}
-
-static void
-reset_password_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.reset-password", NULL);
-}
-
-static void
-save_profile_activated_cb (FlSignInPage *self)
-{
-  gtk_widget_activate_action (GTK_WIDGET (self), "sign-in.save-profile", NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_object_set_data (G_OBJECT (keys[i].row), "fl-next-row", keys[i].next);
+      g_object_set_data (G_OBJECT (keys[i].row), "fl-action", (gpointer) keys[i].action);
+      g_signal_connect_object (keys[i].row, "entry-activated", G_CALLBACK (entry_activated_cb), self, 0);
+    }
 }
 
 static void
@@ -1789,20 +1759,7 @@ fl_sign_in_page_class_init (FlSignInPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, FlSignInPage, cloud_api_row);
   gtk_widget_class_bind_template_child (widget_class, FlSignInPage, cloud_websocket_row);
 
-  gtk_widget_class_bind_template_callback (widget_class, username_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, password_activated_cb);
   gtk_widget_class_bind_template_callback (widget_class, form_changed_cb);
-  gtk_widget_class_bind_template_callback (widget_class, new_password_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, new_password_confirm_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, sign_up_username_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, sign_up_email_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, sign_up_password_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, confirm_username_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, confirm_code_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, forgot_username_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, reset_code_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, reset_password_activated_cb);
-  gtk_widget_class_bind_template_callback (widget_class, save_profile_activated_cb);
   gtk_widget_class_bind_template_callback (widget_class, kind_changed_cb);
 
   gtk_widget_class_install_action (widget_class, "sign-in.sign-in", NULL, sign_in_action);
@@ -1828,6 +1785,7 @@ fl_sign_in_page_init (FlSignInPage *self)
   self->cancellable = g_cancellable_new ();
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  set_up_enter_keys (self);
 
   {
     AdwEntryRow *password_rows[] = {

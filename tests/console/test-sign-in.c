@@ -355,10 +355,18 @@ test_wrong_password (Fixture      *f,
   run (f, "sign-in.sign-in");
   g_assert_cmpstr (fl_sign_in_page_get_error (f->page), ==, "Incorrect username or password.");
 
-  /* and the right password then works */
+  /* and the right password then works, typed as a user does: Enter in
+   * the username goes on to the password, Enter there signs in */
   set_text (f, "username_row", "ada");
   set_text (f, "password_row", ST_PASSWORD);
-  activate (f, "sign-in.sign-in");
+  g_signal_emit_by_name (child (f, "username_row"), "entry-activated");
+  {
+    GtkWidget *focus = gtk_root_get_focus (GTK_ROOT (f->window));
+
+    g_assert_nonnull (focus);
+    g_assert_true (focus == child (f, "password_row") || gtk_widget_is_ancestor (focus, child (f, "password_row")));
+  }
+  g_signal_emit_by_name (child (f, "password_row"), "entry-activated");
   wait_signed_in (f);
   g_assert_false (gtk_revealer_get_reveal_child (GTK_REVEALER (child (f, "error_revealer"))));
 }
