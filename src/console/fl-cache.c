@@ -58,7 +58,7 @@
 #define TAG_SEPARATOR '\x1f'     /* a tag holding it round-trips as JSON */
 #define BUILDER_CACHE_SIZE 4096  /* shared texts per build job */
 #define MAX_TAGS_PER_DEVICE 64   /* the core allows 32 */
-#define MAX_TAGS_TEXT      8192  /* … of 64 characters (UTF-8: ×4) */
+#define MAX_TAGS_TEXT      8192  /* joined tags (32 of up to 64 bytes fit) */
 #define CACHE_SIZE "-8192"       /* SQLite's page cache, KiB: the events' working set */
 #define LOAD_CACHE_SIZE "-1024"  /* … while load_devices scans */
 
