@@ -78,6 +78,9 @@ update_status (FlFleetView *self)
     subtitle = g_strdup (_("Syncing…"));
   else if (!online)
     subtitle = g_strdup (C_("connection state", "Offline"));
+  else if (fl_fleet_get_live (self->fleet))
+    /* Translators: the fleet's events arrive as they happen */
+    subtitle = g_strdup (C_("connection state", "Live"));
   else if (when != NULL)
     /* Translators: %s is a time, "14:02" */
     subtitle = g_strdup_printf (_("Synced at %s"), when);
@@ -204,6 +207,7 @@ set_fleet (FlFleetView *self,
   g_signal_connect_object (fleet, "notify::loaded", G_CALLBACK (fleet_notify_cb), self, 0);
   g_signal_connect_object (fleet, "notify::last-sync", G_CALLBACK (fleet_notify_cb), self, 0);
   g_signal_connect_object (fleet, "notify::sync-failed", G_CALLBACK (fleet_notify_cb), self, 0);
+  g_signal_connect_object (fleet, "notify::live", G_CALLBACK (fleet_notify_cb), self, 0);
   update_status (self);
 }
 

@@ -128,6 +128,7 @@ struct _FlFleet
   gboolean       loaded;
   gboolean       syncing;
   gboolean       online;
+  gboolean       live;              /* the stream is connected */
   gboolean       stream_was_connected;
   gboolean       sync_pending;      /* the last sync failed: sync on reconnect */
   gint64         last_sync;
@@ -156,6 +157,7 @@ enum {
   PROP_LAST_SYNC,
   PROP_LAST_SEQ,
   PROP_SYNC_FAILED,
+  PROP_LIVE,
   PROP_N_ITEMS,
   N_PROPS
 };
@@ -254,6 +256,17 @@ set_online (FlFleet  *self,
 
   self->online = online;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ONLINE]);
+}
+
+static void
+set_live (FlFleet  *self,
+          gboolean  live)
+{
+  if (self->live == live)
+    return;
+
+  self->live = live;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE]);
 }
 
 static void
@@ -1613,6 +1626,8 @@ stream_state_cb (FlEventStream *stream,
                  GParamSpec    *pspec,
                  FlFleet       *self)
 {
+  set_live (self, fl_event_stream_get_state (stream) == FL_EVENT_STREAM_CONNECTED);
+
   switch (fl_event_stream_get_state (stream))
     {
     case FL_EVENT_STREAM_CONNECTED:
@@ -1819,6 +1834,7 @@ fl_fleet_stop (FlFleet *self)
       g_signal_handlers_disconnect_by_data (self->stream, self);
       g_clear_object (&self->stream);
     }
+  set_live (self, FALSE);
 
   save_now (self);
 }
@@ -1993,6 +2009,14 @@ fl_fleet_get_sync_failed (FlFleet *self)
   g_return_val_if_fail (FL_IS_FLEET (self), FALSE);
 
   return self->sync_pending;
+}
+
+gboolean
+fl_fleet_get_live (FlFleet *self)
+{
+  g_return_val_if_fail (FL_IS_FLEET (self), FALSE);
+
+  return self->live;
 }
 
 gboolean
@@ -2185,6 +2209,9 @@ fl_fleet_get_property (GObject    *object,
     case PROP_SYNC_FAILED:
       g_value_set_boolean (value, self->sync_pending);
       break;
+    case PROP_LIVE:
+      g_value_set_boolean (value, self->live);
+      break;
     case PROP_N_ITEMS:
       g_value_set_uint (value, self->devices->len);
       break;
@@ -2219,6 +2246,9 @@ fl_fleet_class_init (FlFleetClass *klass)
                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_SYNC_FAILED] =
     g_param_spec_boolean ("sync-failed", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_LIVE] =
+    g_param_spec_boolean ("live", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   properties[PROP_N_ITEMS] =
     g_param_spec_uint ("n-items", NULL, NULL, 0, G_MAXUINT, 0,

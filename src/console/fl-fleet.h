@@ -79,6 +79,8 @@ gboolean       fl_fleet_get_syncing       (FlFleet *self);
 /* TRUE from a failed sync (or a lost stream) until a sync succeeds: the
  * server is known to be out of reach (a retry may be under way). */
 gboolean       fl_fleet_get_sync_failed   (FlFleet *self);
+/* TRUE while the live event stream is connected. */
+gboolean       fl_fleet_get_live          (FlFleet *self);
 /* TRUE once the cache was read (or there is none). */
 gboolean       fl_fleet_get_loaded        (FlFleet *self);
 /* Unix ms of the last complete sync (kept in the cache), 0 if never. */

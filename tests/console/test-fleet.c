@@ -1289,6 +1289,7 @@ test_relay (void)
 
   /* live: events update the device, its page and the cache */
   WAIT_UNTIL (stream_connected (live.fleet));
+  g_assert_true (fl_fleet_get_live (live.fleet));
   device = fl_fleet_lookup (live.fleet, LIVE_DEVICE);
   g_assert_nonnull (device);
   fl_fleet_view_show_device (live.view, device);
@@ -1349,6 +1350,7 @@ test_relay (void)
   test_relay_stop (live.relay);
   WAIT_UNTIL (!fl_fleet_get_online (live.fleet));
   g_assert_true (fl_fleet_get_sync_failed (live.fleet));
+  g_assert_false (fl_fleet_get_live (live.fleet));
   g_assert_nonnull (fl_fleet_view_get_offline_text (live.view));
   g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (live.fleet)), ==, 40);
 
