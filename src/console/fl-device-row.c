@@ -269,7 +269,8 @@ compute_columns (int      width,
   int x = PAD_X;
 
   c->narrow = width < FL_DEVICE_ROW_NARROW_WIDTH;
-  c->status_w = c->narrow ? 110 : 140;
+  /* narrow: the status as its icon alone, so the name keeps the room */
+  c->status_w = c->narrow ? ICON_SIZE : 140;
   c->battery_w = c->narrow ? 72 : 90;
   c->signal_w = c->narrow ? 0 : 110;
   c->seen_w = c->narrow ? 0 : 150;
@@ -424,7 +425,8 @@ fl_device_row_snapshot (GtkWidget   *widget,
 
   if (self->header)
     {
-      draw_text (self, snapshot, FL_DEVICE_ROW_STATUS, c.status_x, mid, c.status_w, FALSE, &dim);
+      if (!c.narrow)
+        draw_text (self, snapshot, FL_DEVICE_ROW_STATUS, c.status_x, mid, c.status_w, FALSE, &dim);
       draw_text (self, snapshot, FL_DEVICE_ROW_NAME, c.name_x, mid, c.name_w, FALSE, &dim);
       draw_text (self, snapshot, FL_DEVICE_ROW_BATTERY, c.battery_x, mid, c.battery_w, FALSE, &dim);
       if (!c.narrow)
@@ -438,10 +440,11 @@ fl_device_row_snapshot (GtkWidget   *widget,
   tone_color (widget, self->status_tone, &status_color);
   tone_color (widget, self->battery_tone, &battery_color);
 
-  /* status: icon and text */
+  /* status: icon and text (the icon alone when narrow) */
   draw_icon (self, snapshot, self->icon_names[ICON_STATUS], c.status_x, mid, &status_color);
-  draw_text (self, snapshot, FL_DEVICE_ROW_STATUS, c.status_x + ICON_SIZE + ICON_GAP, mid,
-             c.status_w - ICON_SIZE - ICON_GAP, FALSE, &status_color);
+  if (!c.narrow)
+    draw_text (self, snapshot, FL_DEVICE_ROW_STATUS, c.status_x + ICON_SIZE + ICON_GAP, mid,
+               c.status_w - ICON_SIZE - ICON_GAP, FALSE, &status_color);
 
   /* name over id (the id alone when they are the same) */
   if (g_strcmp0 (self->texts[FL_DEVICE_ROW_NAME], self->texts[FL_DEVICE_ROW_ID]) == 0)
