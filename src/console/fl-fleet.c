@@ -269,6 +269,17 @@ set_live (FlFleet  *self,
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LIVE]);
 }
 
+/* The fleet is as the server has it, now: after a sync, and up to the
+ * moment a live stream (following a good sync) ends. */
+static void
+mark_in_sync (FlFleet *self)
+{
+  self->last_sync = g_get_real_time () / 1000;
+  if (self->cache != NULL)
+    fl_cache_set_last_sync (self->cache, self->last_sync);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LAST_SYNC]);
+}
+
 static void
 set_sync_pending (FlFleet  *self,
                   gboolean  pending)
@@ -1503,10 +1514,7 @@ sync_finish (FlFleet *self)
       apply_changes (self, &c);
     }
 
-  self->last_sync = g_get_real_time () / 1000;
-  if (self->cache != NULL)
-    fl_cache_set_last_sync (self->cache, self->last_sync);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LAST_SYNC]);
+  mark_in_sync (self);
 
   self->retry_delay_ms = 0;
   set_sync_pending (self, FALSE);
@@ -1647,6 +1655,8 @@ stream_state_cb (FlEventStream *stream,
                                                           "The live stream was disconnected");
 
           self->stream_was_connected = FALSE;
+          if (!self->sync_pending && self->last_sync > 0)
+            mark_in_sync (self);
           set_sync_pending (self, TRUE);
           report_error (self, error);
         }
@@ -1827,6 +1837,8 @@ fl_fleet_stop (FlFleet *self)
   g_clear_handle_id (&self->retry_source, g_source_remove);
   self->retry_due = 0;
   set_syncing (self, FALSE);
+  if (self->live && !self->sync_pending && self->last_sync > 0)
+    mark_in_sync (self);
 
   if (self->stream != NULL)
     {

@@ -1239,7 +1239,7 @@ test_relay (void)
   g_autoptr (GPtrArray) cached = NULL;
   g_autoptr (GPtrArray) cached_events = NULL;
   g_autofree char *value = NULL;
-  gint64 seq_before;
+  gint64 seq_before, synced_before;
   guint ghosts = 0;
 
   live_setup (&live);
@@ -1347,10 +1347,15 @@ test_relay (void)
    * stream returns (it waits 5 s between tries), so they come as a
    * replay; either way each arrives once. */
   fl_event_stream_set_timing (fl_fleet_get_stream (live.fleet), 16, 0, 0, 5000, 5000);
+  synced_before = fl_fleet_get_last_sync (live.fleet);
+  g_usleep (2000);
   test_relay_stop (live.relay);
   WAIT_UNTIL (!fl_fleet_get_online (live.fleet));
   g_assert_true (fl_fleet_get_sync_failed (live.fleet));
   g_assert_false (fl_fleet_get_live (live.fleet));
+  /* live until the relay went: the data is as of then, not of the sync */
+  g_assert_cmpint (fl_fleet_get_last_sync (live.fleet), >, synced_before);
+  g_assert_cmpint (fl_cache_get_last_sync (live.cache), ==, fl_fleet_get_last_sync (live.fleet));
   g_assert_nonnull (fl_fleet_view_get_offline_text (live.view));
   g_assert_cmpuint (g_list_model_get_n_items (G_LIST_MODEL (live.fleet)), ==, 40);
 
