@@ -1061,6 +1061,22 @@ fl_event_stream_set_url (FlEventStream *self,
   self->url = g_strdup (websocket_url);
 
   /* waiting to reconnect to the old address: try the new one now */
+  fl_event_stream_reconnect (self);
+}
+
+/**
+ * fl_event_stream_reconnect:
+ *
+ * A stream waiting out its backoff after losing its connection tries
+ * again at once, with the backoff reset: what a caller does when it
+ * learns the server answers again (a REST call succeeded).  Nothing
+ * happens when the stream is connected, connecting or stopped.
+ */
+void
+fl_event_stream_reconnect (FlEventStream *self)
+{
+  g_return_if_fail (FL_IS_EVENT_STREAM (self));
+
   if (self->running && self->primary == NULL && self->next == NULL)
     {
       self->attempt = 0;

@@ -68,6 +68,8 @@ FlEventStream      *fl_event_stream_new                 (const char             
  * waiting to reconnect tries it at once. */
 void                fl_event_stream_set_url             (FlEventStream *self,
                                                          const char    *websocket_url);
+/* Waiting out a backoff: try again now (the server answers again). */
+void                fl_event_stream_reconnect           (FlEventStream *self);
 
 /* The resume point, e.g. the last seq in the console's cache; call
  * before fl_event_stream_start().  0 (the default) means none: the

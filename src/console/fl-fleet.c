@@ -1515,6 +1515,9 @@ sync_finish (FlFleet *self)
     }
 
   mark_in_sync (self);
+  /* the server answers: the stream need not wait out its backoff */
+  if (self->stream != NULL)
+    fl_event_stream_reconnect (self->stream);
 
   self->retry_delay_ms = 0;
   set_sync_pending (self, FALSE);

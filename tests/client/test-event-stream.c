@@ -630,6 +630,38 @@ test_resume (Fixture      *fixture,
   g_assert_cmpuint (count_states (&fixture->record, FL_EVENT_STREAM_DISCONNECTED), >=, 1);
 }
 
+/* Told the server answers again, a stream waiting out a long backoff
+ * reconnects at once and resumes where it was. */
+static void
+test_reconnect (Fixture      *fixture,
+                gconstpointer data)
+{
+  FlEventStream *stream = fixture_stream (fixture);
+  Wait           wait = { 0 };
+
+  fl_event_stream_set_timing (stream, 16, 300, 6600, 20000, 40000);
+  fl_event_stream_start (stream);
+  wait_state (stream, FL_EVENT_STREAM_CONNECTED, 5000);
+  /* connected: nothing to do */
+  fl_event_stream_reconnect (stream);
+  g_assert_cmpint (fl_event_stream_get_state (stream), ==, FL_EVENT_STREAM_CONNECTED);
+  ingest_sync (fixture, 2);
+  wait_events (&fixture->record, 2, 10000);
+
+  test_relay_stop (fixture->relay);
+  wait.stream = stream;
+  wait.state = FL_EVENT_STREAM_CONNECTED;
+  test_wait_until (has_left_state, &wait, 10000, "the stream to notice");
+  test_relay_start (fixture->relay);
+  ingest_sync (fixture, 3);
+
+  /* the backoff (at least 20 s) would keep it away for the whole wait */
+  fl_event_stream_reconnect (stream);
+  wait_state (stream, FL_EVENT_STREAM_CONNECTED, 5000);
+  wait_events (&fixture->record, 5, 10000);
+  assert_contiguous (&fixture->record, 1);
+}
+
 /* A stopped stream keeps its place: started again, it resumes. */
 static void
 test_stop_start (Fixture      *fixture,
@@ -1658,6 +1690,7 @@ main (int    argc,
   g_test_add ("/fieldline/event-stream/since-and-devices", Fixture, NULL, fixture_setup, test_since_and_devices, fixture_teardown);
   g_test_add ("/fieldline/event-stream/stop-start", Fixture, NULL, fixture_setup, test_stop_start, fixture_teardown);
   g_test_add ("/fieldline/event-stream/resume", Fixture, NULL, fixture_setup, test_resume, fixture_teardown);
+  g_test_add ("/fieldline/event-stream/reconnect", Fixture, NULL, fixture_setup, test_reconnect, fixture_teardown);
   g_test_add ("/fieldline/event-stream/replace", Fixture, NULL, fixture_setup, test_replace, fixture_teardown);
   g_test_add ("/fieldline/event-stream/signed-out", Fixture, NULL, fixture_setup, test_signed_out, fixture_teardown);
 
