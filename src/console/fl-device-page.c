@@ -441,7 +441,7 @@ points_loaded_cb (GObject      *source,
 
     fl_chart_get_range (m->chart, &range_from, &range_to);
     if (cached_from - range_from > (range_to - range_from) / 100)
-      metric_fetch_buckets (m, range_from, cached_from);
+      metric_fetch_buckets (m, range_from, MIN (cached_from, range_to));
   }
 
   /* What the stream brought while the cache was read, and the cache did
