@@ -322,13 +322,45 @@ fl_registry_flush (FlRegistry *self)
 }
 
 static gboolean
+is_ascii (const char *text)
+{
+  for (const char *p = text; *p != '\0'; p++)
+    if ((guchar) *p >= 0x80)
+      return FALSE;
+
+  return TRUE;
+}
+
+/* Does haystack contain needle (casefolded), ignoring case?  A list scan
+ * runs on the relay's main loop: ASCII text (ids always, names mostly)
+ * is compared in place, without g_utf8_casefold()'s allocations (a scan
+ * of 100,000 devices: 20 ms instead of 59, bench-registry; most of the
+ * rest is reaching each device's memory).  Other text is folded, since
+ * some characters fold to ASCII (ß → ss). */
+static gboolean
 contains_casefold (const char *haystack,
-                   const char *needle_folded)
+                   const char *needle_folded,
+                   gboolean    needle_ascii)
 {
   g_autofree char *folded = NULL;
 
   if (haystack == NULL)
     return FALSE;
+
+  if (needle_ascii && is_ascii (haystack))
+    {
+      gsize n = strlen (needle_folded);
+      char  first[3] = { needle_folded[0], g_ascii_toupper (needle_folded[0]), '\0' };
+
+      if (n == 0)
+        return TRUE;
+      /* where the needle's first letter is, in either case */
+      for (const char *p = strpbrk (haystack, first); p != NULL; p = strpbrk (p + 1, first))
+        if (g_ascii_strncasecmp (p, needle_folded, n) == 0)
+          return TRUE;
+      return FALSE;
+    }
+
   folded = g_utf8_casefold (haystack, -1);
   return strstr (folded, needle_folded) != NULL;
 }
@@ -340,6 +372,7 @@ fl_registry_list (FlRegistry           *self,
 {
   GPtrArray *page = g_ptr_array_new_with_free_func (g_object_unref);
   g_autofree char *q = filter->q ? g_utf8_casefold (filter->q, -1) : NULL;
+  gboolean q_ascii = q != NULL && is_ascii (q);
   guint i = filter->after ? lower_bound (self, filter->after, FALSE) : 0;
 
   *next_cursor = NULL;
@@ -353,8 +386,8 @@ fl_registry_list (FlRegistry           *self,
       if (filter->tag != NULL && !fl_device_has_tag (device, filter->tag))
         continue;
       if (q != NULL &&
-          !contains_casefold (fl_device_get_device_id (device), q) &&
-          !contains_casefold (fl_device_get_name (device), q))
+          !contains_casefold (fl_device_get_device_id (device), q, q_ascii) &&
+          !contains_casefold (fl_device_get_name (device), q, q_ascii))
         continue;
 
       if (page->len == filter->limit)

@@ -790,6 +790,7 @@ test_device_filters (RfFixture    *f,
   register_named (f, "{\"deviceId\":\"roof-1\",\"name\":\"Roof Sensor\",\"tags\":[\"roof\",\"north\"]}");
   register_named (f, "{\"deviceId\":\"roof-2\",\"name\":\"Roof Sensor\",\"tags\":[\"roof\"]}");
   register_named (f, "{\"deviceId\":\"cellar\",\"name\":\"Cellar Pump\",\"tags\":[\"cellar\"]}");
+  register_named (f, "{\"deviceId\":\"cold-1\",\"name\":\"Kühlraum Straße\"}");
 
   /* roof-1 online by sending, cellar in maintenance */
   {
@@ -810,9 +811,9 @@ test_device_filters (RfFixture    *f,
       const char *query;
       const char *ids;
     } cases[] = {
-      { NULL, "cellar roof-1 roof-2" },
+      { NULL, "cellar cold-1 roof-1 roof-2" },
       { "status=online", "roof-1" },
-      { "status=offline", "roof-2" },
+      { "status=offline", "cold-1 roof-2" },
       { "status=maintenance", "cellar" },
       { "status=decommissioned", "" },
       { "tag=roof", "roof-1 roof-2" },
@@ -822,11 +823,16 @@ test_device_filters (RfFixture    *f,
       { "q=pump", "cellar" },        /* name, any case */
       { "q=ROOF", "roof-1 roof-2" }, /* id and name */
       { "q=sensor", "roof-1 roof-2" },
+      { "q=SOR", "roof-1 roof-2" },  /* not at the first "s" */
+      { "q=of-", "roof-1 roof-2" },
       { "q=roof-2", "roof-2" },
       { "q=zzz", "" },
+      { "q=K%C3%9CHL", "cold-1" },   /* "KÜHL": Unicode case folding */
+      { "q=strasse", "cold-1" },     /* "ß" folds to "ss" */
+      { "q=raum%20s", "cold-1" },
       { "tag=roof&status=online", "roof-1" },
       { "tag=roof&q=2", "roof-2" },
-      { "status=&tag=&q=", "cellar roof-1 roof-2" },
+      { "status=&tag=&q=", "cellar cold-1 roof-1 roof-2" },
     };
 
     for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
