@@ -845,6 +845,24 @@ test_device_filters (RfFixture    *f,
       }
   }
 
+  /* a search after a rename and a registration finds them as they are */
+  {
+    g_autoptr (RfReply) renamed = rf_request_json (f, "PUT", "/devices/cellar", f->admin_token,
+                                                   "{\"name\":\"Boiler Room\"}");
+    g_autofree char    *ids = NULL;
+
+    rf_assert_status (renamed, 200);
+    register_named (f, "{\"deviceId\":\"attic\",\"name\":\"Attic Pump\"}");
+    ids = list_device_ids (f, "q=pump");
+    g_assert_cmpstr (ids, ==, "attic");
+    g_clear_pointer (&ids, g_free);
+    ids = list_device_ids (f, "q=BOILER");
+    g_assert_cmpstr (ids, ==, "cellar");
+    g_clear_pointer (&ids, g_free);
+    ids = list_device_ids (f, "q=%C3%9F");  /* "ß": cold-1's name, folded */
+    g_assert_cmpstr (ids, ==, "cold-1");
+  }
+
   bad_status = rf_get (f, "/devices?status=sleeping", f->viewer_token);
   rf_assert_error (bad_status, 400, "invalid_parameter");
 }
