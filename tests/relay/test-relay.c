@@ -861,6 +861,24 @@ test_device_filters (RfFixture    *f,
     g_clear_pointer (&ids, g_free);
     ids = list_device_ids (f, "q=%C3%9F");  /* "ß": cold-1's name, folded */
     g_assert_cmpstr (ids, ==, "cold-1");
+
+    /* renamed again and again (the keys' block is compacted on the way) */
+    for (guint i = 0; i < 12; i++)
+      {
+        g_autofree char    *body = g_strdup_printf ("{\"name\":\"Boiler Room %u\"}", i);
+        g_autoptr (RfReply) again = rf_request_json (f, "PUT", "/devices/cellar", f->admin_token, body);
+
+        rf_assert_status (again, 200);
+      }
+    g_clear_pointer (&ids, g_free);
+    ids = list_device_ids (f, "q=room%2011");
+    g_assert_cmpstr (ids, ==, "cellar");
+    g_clear_pointer (&ids, g_free);
+    ids = list_device_ids (f, "q=room%2010");
+    g_assert_cmpstr (ids, ==, "");
+    g_clear_pointer (&ids, g_free);
+    ids = list_device_ids (f, "q=%20");
+    g_assert_cmpstr (ids, ==, "attic cellar cold-1 roof-1 roof-2");
   }
 
   bad_status = rf_get (f, "/devices?status=sleeping", f->viewer_token);
